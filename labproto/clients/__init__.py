@@ -1,0 +1,1 @@
+"""The clients behind the ``labproto`` command, one module per subcommand."""

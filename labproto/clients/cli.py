@@ -1,0 +1,54 @@
+"""The ``labproto`` command: one subcommand per client, each a Twisted program run by task.react."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from twisted.internet import task
+
+from labproto import __version__
+from labproto.clients import echo, time
+from labproto.clients.arguments import UsageParser
+from labproto.clients.common import ClientError, Console
+
+CLIENTS = {
+    "echo": (echo, "send a message to udpecho and wait for its Ok"),
+    "time": (time, "ask udptime for the date or the time, round after round"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the labproto command and all its subcommands."""
+    parser = UsageParser(
+        prog="labproto",
+        description="Clients for the labproto socket-lab services.",
+        epilog="Exit status: 0 when the exchange ends normally, 1 when the server "
+        "cannot be reached or stops answering, 2 for a usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"labproto {__version__}")
+    subcommands = parser.add_subparsers(dest="client", metavar="CLIENT", required=True)
+    for name, (module, summary) in CLIENTS.items():
+        subparser = subcommands.add_parser(
+            name, help=summary, description=module.DESCRIPTION, epilog=parser.epilog
+        )
+        module.add_arguments(subparser)
+        subparser.set_defaults(run=module.run)
+    return parser
+
+
+async def run_client(reactor: Any, options: argparse.Namespace, console: Console) -> None:
+    """Run the chosen client, turning its ClientError into one line and an exit status."""
+    try:
+        await options.run(reactor, options, console)
+    except ClientError as e:
+        console.complain(e.message)
+        raise SystemExit(e.status) from None
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the labproto command."""
+    options = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    task.react(run_client, (options, Console()))

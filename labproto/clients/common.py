@@ -1,0 +1,48 @@
+"""What every labproto client shares: its one-line failures and where it prints."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+# Exit statuses of the labproto command (PROTOCOLS.md).
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_USAGE = 2
+
+
+class ClientError(Exception):
+    """A failure the user should read as one line on standard error, with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_UNREACHABLE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Console:
+    """Where a client prints: its answers to out, its complaints to err, each line flushed.
+
+    Flushed, because a looping client's output is often piped into another
+    program, which should see each line as it happens.
+    """
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def say(self, line: str) -> None:
+        """Print one line of the exchange on standard output."""
+        print(line, file=self.out, flush=True)
+
+    def complain(self, line: str) -> None:
+        """Print one line about something that went wrong on standard error."""
+        print(line, file=self.err, flush=True)
+
+
+def describe_server(host: str, port: int) -> str:
+    """Show host and port as a user would type them, bracketing an IPv6 address."""
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"

@@ -1,0 +1,47 @@
+"""Text helpers shared by every service: decoding peer bytes and showing them safely."""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls (TAB included: a log line should show it), DEL and the C1
+# controls: the characters that could move a terminal's cursor or start an
+# escape sequence when a log is read in one.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+# How much of one peer's text a single log line shows.
+LOG_TEXT_LIMIT = 1024
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes from a peer as UTF-8, replacing invalid sequences with U+FFFD."""
+    return data.decode("utf-8", "replace")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED_ESCAPES.get(char) or f"\\x{ord(char):02x}"
+
+
+def printable(text: str) -> str:
+    """Return text with control characters shown as escapes (``\\r``, ``\\x1b``).
+
+    Used wherever a peer's text reaches a log, so that nobody can drive the
+    terminal of the person reading the log.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def loggable(data: bytes, limit: int = LOG_TEXT_LIMIT) -> str:
+    """Show a peer's bytes in one log line: decoded, escaped, and cut at limit characters."""
+    # A character is at most 4 bytes, so this slice always holds enough text.
+    shown = printable(decode_text(data[: limit * 4]))
+    if len(shown) > limit or len(data) > limit * 4:
+        return f"{shown[:limit]}... ({len(data)} bytes in all)"
+    return shown
+
+
+def format_address(host: str, port: int) -> str:
+    """Format a peer's address as the lab's Python servers print it: ``('127.0.0.1', 5000)``."""
+    return repr((host, port))

@@ -1,0 +1,1 @@
+"""udpecho: the lab's UDP message/ack exchange."""

@@ -1,0 +1,1 @@
+"""udptime: the lab's UDP date/time service."""

@@ -1,0 +1,124 @@
+"""The udptime server: SEND_DATE and SEND_TIME answered, never with more bytes than asked."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from labproto.text import format_address, loggable
+
+SEND_DATE = "SEND_DATE"
+SEND_TIME = "SEND_TIME"
+ERROR = b"ERROR"
+
+DEFAULT_DATE_FORMAT = "%d/%m/%y"
+DEFAULT_TIME_FORMAT = "%H:%M:%S"
+
+# The command in any case, then optionally one space and a token that the
+# answer echoes, so that a client can tell a late answer from the current one.
+_REQUEST = re.compile(rb"(?i:(SEND_DATE|SEND_TIME))(?: ([A-Za-z0-9]{1,8}))?")
+
+
+@dataclass(frozen=True)
+class TimeRequest:
+    """A well-formed request: which command, and the client's token if it sent one."""
+
+    command: str
+    token: str | None = None
+
+
+def parse_request(datagram: bytes) -> TimeRequest | None:
+    """Parse a request datagram, ignoring surrounding white space; None if it is not one."""
+    match = _REQUEST.fullmatch(datagram.strip())
+    if match is None:
+        return None
+    command, token = match.groups()
+    return TimeRequest(
+        command=command.decode("ascii").upper(),
+        token=None if token is None else token.decode("ascii"),
+    )
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """How the server shows the date and the time: strftime formats and the time zone."""
+
+    date_format: str = DEFAULT_DATE_FORMAT
+    time_format: str = DEFAULT_TIME_FORMAT
+    utc: bool = False
+
+    def show(self, command: str, when: float) -> str:
+        """Render the date (SEND_DATE) or the time (SEND_TIME) of the POSIX time when."""
+        moment = time.gmtime(when) if self.utc else time.localtime(when)
+        fmt = self.date_format if command == SEND_DATE else self.time_format
+        return time.strftime(fmt, moment)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server sends back (None: nothing) and why, for its log."""
+
+    answer: bytes | None
+    outcome: str
+
+
+def reply_to(datagram: bytes, calendar: Calendar, when: float) -> Reply:
+    """Decide the answer to one datagram received at the POSIX time when.
+
+    No answer is longer than the datagram that caused it, so that nobody can
+    use the service to amplify traffic towards a forged sender address.
+    """
+    request = parse_request(datagram)
+    if request is None:
+        if len(datagram) < len(ERROR):
+            return Reply(None, "not answered: not a request, and too short for ERROR")
+        return Reply(ERROR, "answered ERROR: not SEND_DATE or SEND_TIME")
+    answer = calendar.show(request.command, when)
+    if request.token is not None:
+        answer = f"{request.token} {answer}"
+    encoded = answer.encode("utf-8")
+    if len(encoded) > len(datagram):
+        return Reply(
+            ERROR,
+            f"answered ERROR: the {len(encoded)}-byte answer is longer than the request"
+            " (a client makes room by padding its request with spaces)",
+        )
+    return Reply(encoded, f"answered {answer}")
+
+
+class TimeServerProtocol(DatagramProtocol):
+    """Answer date and time requests, logging each request, its sender and the outcome."""
+
+    log = Logger()
+    # Our own start line names the service and its address; Twisted's would
+    # only print the object's repr.
+    noisy = False
+
+    def __init__(self, calendar: Calendar, clock: IReactorTime) -> None:
+        self.calendar = calendar
+        self.clock = clock
+
+    def startProtocol(self) -> None:
+        assert self.transport is not None
+        where = self.transport.getHost()
+        self.log.info(
+            "udptime listening on UDP {host}:{port}", host=where.host, port=where.port
+        )
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        reply = reply_to(datagram, self.calendar, self.clock.seconds())
+        self.log.info(
+            'Request "{request}" ({size} bytes) from {sender}: {outcome}',
+            request=loggable(datagram.rstrip(b" ")),
+            size=len(datagram),
+            sender=format_address(*addr),
+            outcome=reply.outcome,
+        )
+        if reply.answer is not None:
+            assert self.transport is not None
+            self.transport.write(reply.answer, addr)

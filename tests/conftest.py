@@ -1,0 +1,30 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from twisted.logger import LogEvent, capturedLogs, formatEvent
+
+
+class LogLines:
+    """The log events emitted during a test, readable as the lines twistd would print."""
+
+    def __init__(self, events: Sequence[LogEvent]) -> None:
+        self.events = events
+
+    def lines(self) -> list[str]:
+        """Every event's text, as it appears after twistd's timestamp and system."""
+        return [formatEvent(event) for event in self.events]
+
+    def levels(self) -> list[str]:
+        """The level name of every event, in order."""
+        return [event["log_level"].name for event in self.events]
+
+
+@pytest.fixture
+def logged() -> Iterator[LogLines]:
+    """Capture what the code under test logs through twisted.logger."""
+    with capturedLogs() as events:
+        yield LogLines(events)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fake transports and real server processes."""

@@ -1,0 +1,65 @@
+"""Fakes for unit tests: a datagram transport that records what a protocol sends."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass, field
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.testing import FakeDatagramTransport
+
+
+class FakeSocket:
+    """Stands in for a UDP socket: holds the pending error that SO_ERROR reads."""
+
+    def __init__(self) -> None:
+        self.pending_error = 0
+
+    def getsockopt(self, level: int, option: int) -> int:
+        assert (level, option) == (socket.SOL_SOCKET, socket.SO_ERROR)
+        error, self.pending_error = self.pending_error, 0
+        return error
+
+
+@dataclass
+class DatagramPort(FakeDatagramTransport):  # type: ignore[misc]
+    """A fake listening UDP port: records writes, can be connected, can refuse like a real one."""
+
+    host: IPv4Address = field(default_factory=lambda: IPv4Address("UDP", "0.0.0.0", 4321))
+    connected_to: tuple[str, int] | None = None
+    written: list[tuple[bytes, object]] = field(default_factory=list)
+    socket: FakeSocket = field(default_factory=FakeSocket)
+    send_error: OSError | None = None
+    protocol: DatagramProtocol | None = None
+
+    def attach(self, protocol: DatagramProtocol) -> DatagramPort:
+        """Start protocol on this port, as listenUDP does."""
+        self.protocol = protocol
+        protocol.makeConnection(self)
+        return self
+
+    def write(self, packet: bytes, addr: object = FakeDatagramTransport.noAddr) -> None:
+        if self.send_error is not None:
+            raise self.send_error
+        self.written.append((packet, addr))
+
+    def getHost(self) -> IPv4Address:
+        return self.host
+
+    def connect(self, host: str, port: int) -> None:
+        self.connected_to = (host, port)
+
+    def stopListening(self) -> None:
+        assert self.protocol is not None
+        self.protocol.doStop()
+
+    def lose_to_socket_error(self, number: int = errno.ECONNREFUSED) -> None:
+        """Close the port as Twisted's epoll reactor does when an ICMP error arrives."""
+        self.socket.pending_error = number
+        self.stopListening()
+
+    def sent(self) -> list[bytes]:
+        """The datagrams written so far, without their addresses."""
+        return [packet for packet, _ in self.written]
