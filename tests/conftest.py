@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
+from support.processes import ServerProcess, start_twistd
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 
 
@@ -28,3 +30,18 @@ def logged() -> Iterator[LogLines]:
     """Capture what the code under test logs through twisted.logger."""
     with capturedLogs() as events:
         yield LogLines(events)
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real twistd servers for a test; each is stopped when the test ends."""
+    started: list[ServerProcess] = []
+
+    def start(plugin: str, *options: str) -> ServerProcess:
+        server = start_twistd(plugin, *options, cwd=tmp_path)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,112 @@
+"""Real server processes for loopback tests: start twistd, read its log, stop it cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+# The console scripts of the environment the tests run in: the same twistd
+# and labproto that a user of this checkout runs.
+BIN = Path(sys.executable).parent
+TWISTD = str(BIN / "twistd")
+LABPROTO = str(BIN / "labproto")
+
+# How long a real process gets to do what a test waits for. Generous, since
+# it only matters when something is wrong; a passing test never waits it out.
+DEADLINE = 20.0
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for a child process: unbuffered, so its lines arrive as written."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class ServerProcess:
+    """A running server whose combined output is collected line by line as it comes."""
+
+    def __init__(self, argv: Sequence[str], cwd: Path) -> None:
+        self.argv = list(argv)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env=child_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def output(self) -> str:
+        """Everything the process has printed so far."""
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, deadline: float = DEADLINE) -> re.Match[str]:
+        """Wait until a line of output matches pattern, and return the match."""
+        regex = re.compile(pattern)
+        give_up = time.monotonic() + deadline
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                left = give_up - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"no line matching {pattern!r} from {self.argv}"
+                        f" (exit status {self.process.poll()}); output:\n" + "\n".join(self.lines)
+                    )
+                self._changed.wait(min(left, 0.5))
+
+    def stop(self) -> int:
+        """Stop the process as Ctrl-C would, and return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(DEADLINE)
+        return self.process.returncode
+
+
+def start_twistd(plugin: str, *options: str, cwd: Path) -> ServerProcess:
+    """Start ``twistd -n plugin options`` in cwd, without a pid file."""
+    return ServerProcess([TWISTD, "--nodaemon", "--pidfile=", plugin, *options], cwd)
+
+
+def run_labproto(*arguments: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
+    """Run the labproto command to its end and return what it printed and its status."""
+    return subprocess.run(
+        [LABPROTO, *arguments],
+        env=child_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
