@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.processes import DEADLINE, ServerProcess, run_labproto
+from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment, run_labproto
 
 LISTENING = r"listening on UDP \S+:(\d+)$"
 Start = Callable[..., ServerProcess]
@@ -237,3 +238,20 @@ def test_twistd_usage_errors_say_what_is_wrong(servers: Start) -> None:
     server = servers("udptime", "--port", "65536")
     server.wait_for(r"--port must be a UDP port number from 0 to 65535, not '65536'")
     assert server.process.wait(DEADLINE) == 1
+
+
+def test_time_client_ends_quietly_when_its_reader_goes(servers: Start) -> None:
+    _, port = udp_server(servers, "udptime")
+    client = subprocess.Popen(
+        [LABPROTO, "time", "--port", str(port), "--min-delay", "0", "--max-delay", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
+    assert client.stdout is not None and client.stderr is not None
+    assert client.stdout.readline().startswith("Client received MESSAGE = ")
+    client.stdout.close()  # as `labproto time | head -1` does
+    assert client.wait(DEADLINE) == 0
+    assert client.stderr.read() == ""
+    client.stderr.close()

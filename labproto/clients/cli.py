@@ -12,7 +12,7 @@ from twisted.internet import task
 from labproto import __version__
 from labproto.clients import echo, time
 from labproto.clients.arguments import UsageParser
-from labproto.clients.common import ClientError, Console
+from labproto.clients.common import ClientError, Console, OutputClosed, detach_closed_output
 
 CLIENTS = {
     "echo": (echo, "send a message to udpecho and wait for its Ok"),
@@ -46,6 +46,11 @@ async def run_client(reactor: Any, options: argparse.Namespace, console: Console
     except ClientError as e:
         console.complain(e.message)
         raise SystemExit(e.status) from None
+    except OutputClosed:
+        # The reader stopped reading (labproto time | head -3): the exchange is
+        # over as the user wanted, so end quietly.
+        detach_closed_output(console.out)
+        raise SystemExit(0) from None
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -21,6 +22,10 @@ class ClientError(Exception):
         self.status = status
 
 
+class OutputClosed(Exception):
+    """Whoever read the client's output has gone, like ``head`` after its lines."""
+
+
 @dataclass
 class Console:
     """Where a client prints: its answers to out, its complaints to err, each line flushed.
@@ -34,7 +39,10 @@ class Console:
 
     def say(self, line: str) -> None:
         """Print one line of the exchange on standard output."""
-        print(line, file=self.out, flush=True)
+        try:
+            print(line, file=self.out, flush=True)
+        except BrokenPipeError:
+            raise OutputClosed() from None
 
     def complain(self, line: str) -> None:
         """Print one line about something that went wrong on standard error."""
@@ -46,3 +54,10 @@ def describe_server(host: str, port: int) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def detach_closed_output(stream: TextIO) -> None:
+    """Point a closed pipe's file descriptor at /dev/null so the exit flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
