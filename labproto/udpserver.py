@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from twisted.application import internet, service
 from twisted.internet import abstract
 from twisted.internet.error import CannotListenError
@@ -17,10 +19,8 @@ MAX_DATAGRAM = 65535
 
 def parse_port_number(text: str) -> int:
     """Parse a UDP port number, 0 (any free port) to 65535, or raise UsageError."""
-    try:
-        number = int(text, 10)
-    except ValueError:
-        number = -1
+    # Plain digits only: int() would also take "+5" and "4_3387".
+    number = int(text) if re.fullmatch(r"[0-9]{1,5}", text) else -1
     if not 0 <= number <= 65535:
         raise usage.UsageError(
             f"--port must be a UDP port number from 0 to 65535, not {text!r}"
@@ -58,6 +58,26 @@ class UDPServerOptions(usage.Options):
             raise usage.UsageError(
                 f"--interface must be a local IPv4 or IPv6 address, not {interface!r}"
             )
+
+
+class UDPServerProtocol(DatagramProtocol):
+    """What every labproto UDP server does when it starts: say where it listens."""
+
+    service_name: str
+    log = Logger()
+    # Twisted's "Starting protocol <... object at 0x...>" tells a reader
+    # nothing that the line below does not.
+    noisy = False
+
+    def startProtocol(self) -> None:
+        assert self.transport is not None
+        where = self.transport.getHost()
+        self.log.info(
+            "{service} listening on UDP {host}:{port}",
+            service=self.service_name,
+            host=where.host,
+            port=where.port,
+        )
 
 
 class UDPServer(internet.UDPServer):

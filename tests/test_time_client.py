@@ -141,3 +141,46 @@ def test_an_unreachable_server_ends_the_rounds() -> None:
     session.port.lose_to_socket_error()
     assert failure_of(session.done, ServerUnreachable).reason == "connection refused"
     assert session.clock.getDelayedCalls() == []
+
+
+def test_an_error_answer_after_a_timeout_is_not_taken_for_the_current_one() -> None:
+    session = Session("SEND_TIME", "SEND_DATE", rounds=2)
+    session.clock.advance(1.0)  # round 1 times out; its ERROR may still come
+    session.clock.advance(1.5)
+    session.answer(b"ERROR")
+    assert session.out.getvalue() == ""
+    session.answer(b"2 02/02/23")
+    assert "MESSAGE = 02/02/23" in session.out.getvalue()
+
+
+def test_once_the_late_answer_came_an_error_is_the_current_answer_again() -> None:
+    session = Session("SEND_TIME", "SEND_DATE", rounds=2)
+    session.clock.advance(1.0)
+    session.clock.advance(1.5)
+    session.answer(b"1 04:06:21")  # round 1's late answer: nothing else is due
+    session.answer(b"ERROR")
+    assert result_of(session.done) == 1
+    assert "MESSAGE = ERROR" in session.out.getvalue()
+
+
+def test_timed_out_requests_are_remembered_only_so_long() -> None:
+    limit = TimeClientProtocol.LATE_MEMORY
+    session = Session(*["SEND_TIME"] * (limit + 2), rounds=limit + 2)
+    for _ in range(limit + 1):
+        session.clock.advance(1.0)
+        session.clock.advance(1.5)
+    assert len(session.protocol._timed_out) == limit
+
+
+def test_control_characters_in_an_answer_are_printed_escaped() -> None:
+    session = Session("SEND_TIME", rounds=1)
+    session.answer(b"1 \x1b[2J\xff")
+    assert "MESSAGE = \\x1b[2J\ufffd from" in session.out.getvalue()
+
+
+def test_a_reactor_shutdown_while_waiting_is_not_a_failure() -> None:
+    session = Session("SEND_TIME", rounds=3)
+    session.port.stopListening()  # Ctrl-C: the reactor closes every port
+    assert not session.done.called
+    session.done.cancel()
+    session.done.addErrback(lambda _: None)

@@ -48,7 +48,7 @@ def lab_socket() -> Iterator[socket.socket]:
 
 def test_echo_client_prints_the_servers_ok(servers: Start) -> None:
     server, port = udp_server(servers, "udpecho")
-    result = run_labproto("echo", "--port", str(port))
+    result = run_labproto("echo", "--port", str(port), "--timeout", "10")
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"Client received MESSAGE= Ok from ADDR= ('127.0.0.1', {port})\n"
     server.wait_for(
@@ -62,6 +62,30 @@ def test_echo_server_logs_the_message_the_user_typed(servers: Start) -> None:
     result = run_labproto("echo", "--host", "localhost", "--port", str(port), "héllo, lab")
     assert result.returncode == 0
     server.wait_for(r"Server received MESSAGE= héllo, lab from ADDR=")
+
+
+def test_echo_sends_an_argument_that_is_not_utf8_as_it_is(servers: Start) -> None:
+    server, port = udp_server(servers, "udpecho")
+    result = subprocess.run(
+        [LABPROTO.encode(), b"echo", b"--port", str(port).encode(), b"caf\xe9 \x1b[2J"],
+        capture_output=True, env=child_environment(), timeout=DEADLINE,
+    )
+    assert (result.returncode, result.stderr) == (0, b"")
+    server.wait_for(r"Server received MESSAGE= caf\ufffd \\x1b\[2J from ADDR=")
+
+
+def test_ctrl_c_while_waiting_ends_the_echo_client_quietly(silent_port: socket.socket) -> None:
+    port = silent_port.getsockname()[1]
+    client = subprocess.Popen(
+        [LABPROTO, "echo", "--port", str(port), "--timeout", "0.05", "--retries", "9"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment(),
+    )
+    # The second try proves the client's reactor, and its Ctrl-C handler, are running.
+    silent_port.recv(100)
+    silent_port.recv(100)
+    client.send_signal(signal.SIGINT)
+    out, err = client.communicate(timeout=DEADLINE)
+    assert (client.returncode, out, err) == (0, "", "")
 
 
 def test_echo_client_reports_a_port_nobody_listens_on(closed_port: int) -> None:
@@ -82,7 +106,8 @@ def test_echo_client_gives_up_on_a_silent_server(silent_port: socket.socket) -> 
 def test_time_client_prints_each_round(servers: Start) -> None:
     _, port = udp_server(servers, "udptime")
     result = run_labproto(
-        "time", "--port", str(port), "--count", "4", "--min-delay", "0", "--max-delay", "0.01"
+        "time", "--port", str(port), "--count", "4", "--min-delay", "0", "--max-delay", "0.01",
+        "--timeout", "10",
     )
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
@@ -100,7 +125,8 @@ def test_time_server_formats_reach_the_answers(servers: Start) -> None:
         servers, "udptime", "--utc", "--date-format", "D%Y", "--time-format", "T%H"
     )
     result = run_labproto(
-        "time", "--port", str(port), "--count", "6", "--min-delay", "0", "--max-delay", "0"
+        "time", "--port", str(port), "--count", "6", "--min-delay", "0", "--max-delay", "0",
+        "--timeout", "10",
     )
     answers = {line.split()[4][0] for line in result.stdout.splitlines()}
     assert result.returncode == 0
@@ -109,7 +135,8 @@ def test_time_server_formats_reach_the_answers(servers: Start) -> None:
 
 def test_time_server_logs_requests_and_their_senders(servers: Start) -> None:
     server, port = udp_server(servers, "udptime")
-    run_labproto("time", "--port", str(port), "--count", "1")
+    result = run_labproto("time", "--port", str(port), "--count", "1", "--timeout", "10")
+    assert result.returncode == 0
     server.wait_for(
         r'Request "SEND_(DATE|TIME) 1" \(64 bytes\) from \(\'127\.0\.0\.1\', \d+\): '
         r"answered 1 \S+$"
@@ -211,7 +238,8 @@ def test_ipv6_client_and_server(servers: Start) -> None:
     except OSError as e:
         pytest.skip(f"this machine has no IPv6 loopback: {e}")
     _, port = udp_server(servers, "udpecho", "--interface", "::")
-    result = run_labproto("echo", "--host", "::1", "--port", str(port))
+    result = run_labproto("echo", "--host", "::1", "--port", str(port), "--timeout", "10")
+    assert result.returncode == 0
     assert result.stdout == f"Client received MESSAGE= Ok from ADDR= ('::1', {port})\n"
 
 
@@ -238,6 +266,18 @@ def test_twistd_usage_errors_say_what_is_wrong(servers: Start) -> None:
     server = servers("udptime", "--port", "65536")
     server.wait_for(r"--port must be a UDP port number from 0 to 65535, not '65536'")
     assert server.process.wait(DEADLINE) == 1
+
+
+def test_time_client_says_when_its_output_cannot_be_written(servers: Start) -> None:
+    _, port = udp_server(servers, "udptime")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [LABPROTO, "time", "--port", str(port), "--count", "2", "--timeout", "10"],
+            stdout=full, stderr=subprocess.PIPE, text=True, env=child_environment(),
+            timeout=DEADLINE,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "cannot write to standard output: No space left on device\n"
 
 
 def test_time_client_ends_quietly_when_its_reader_goes(servers: Start) -> None:

@@ -42,10 +42,6 @@ def test_udptime_listens_on_43388_by_default() -> None:
     assert protocol.calendar == Calendar()
 
 
-def test_whole_datagrams_are_read_not_twisteds_default_8k() -> None:
-    assert MAX_DATAGRAM == 65535
-
-
 def test_port_and_interface_are_options() -> None:
     options = parsed(udpecho_tap.Options(), "--port", "0", "--interface", "::")
     assert only_server(udpecho_tap.makeService(options)).args[0] == 0
@@ -80,6 +76,20 @@ def test_a_format_too_long_for_the_client_is_warned_about(logged) -> None:
     udptime_tap.build_service(options, Clock())
     assert logged.levels() == ["warn"]
     assert logged.lines()[0].startswith("Answers to SEND_DATE take up to ")
+
+
+def test_a_format_too_long_on_some_day_of_the_year_is_warned_about(logged) -> None:
+    # On the Clock's day, Thursday 1 January 1970, the answer fits; on a
+    # Wednesday in September it does not.
+    options = parsed(udptime_tap.Options(), "--date-format", "%A %B" + "x" * 38)
+    udptime_tap.build_service(options, Clock())
+    assert logged.levels() == ["warn"]
+
+
+@pytest.mark.parametrize("option", ["--date-format", "--time-format"])
+def test_an_empty_format_is_a_usage_error(option: str) -> None:
+    with pytest.raises(usage.UsageError, match=f"{option} must not make an empty answer"):
+        parsed(udptime_tap.Options(), option, "")
 
 
 def test_the_default_formats_are_not_warned_about(logged) -> None:

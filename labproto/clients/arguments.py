@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import re
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from labproto.clients.common import EXIT_USAGE
+
+_Number = TypeVar("_Number", int, float)
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -15,60 +19,51 @@ class UsageParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _number(text: str, kind: type[int] | type[float], what: str) -> float:
-    try:
-        number = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+# Plain decimal digits only: int() and float() would also take "+5", "1_000",
+# "1e3", "nan" and "inf", none of which a user means for a port or a delay.
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def _number_type(
+    pattern: re.Pattern[str],
+    convert: Callable[[str], _Number],
+    in_range: Callable[[_Number], bool],
+    what: str,
+) -> Callable[[str], _Number]:
+    """An argparse type accepting text that matches pattern and converts to a number in range."""
+
+    def parse(text: str) -> _Number:
+        if pattern.fullmatch(text):
+            number = convert(text)
+            if in_range(number):
+                return number
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return number
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """A number of seconds greater than zero."""
-    number = _number(text, float, "a number greater than 0")
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number greater than 0")
-    return number
+positive_float = _number_type(_DECIMAL, float, lambda n: n > 0, "a number greater than 0")
+non_negative_float = _number_type(_DECIMAL, float, lambda n: n >= 0, "a number of 0 or more")
+count_from_zero = _number_type(_WHOLE, int, lambda n: n >= 0, "a whole number of 0 or more")
+count_from_one = _number_type(_WHOLE, int, lambda n: n >= 1, "a whole number of 1 or more")
+port_number = _number_type(
+    _WHOLE, int, lambda n: 1 <= n <= 65535, "a port number from 1 to 65535"
+)
 
 
-def non_negative_float(text: str) -> float:
-    """A number of seconds, zero or more."""
-    number = _number(text, float, "a number of 0 or more")
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
-    return number
-
-
-def count_from_zero(text: str) -> int:
-    """A whole number, zero or more."""
-    number = int(_number(text, int, "a whole number of 0 or more"))
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
-    return number
-
-
-def count_from_one(text: str) -> int:
-    """A whole number, one or more."""
-    number = int(_number(text, int, "a whole number of 1 or more"))
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return number
-
-
-def port_number(text: str) -> int:
-    """A server's port number, 1 to 65535."""
-    number = int(_number(text, int, "a port number from 1 to 65535"))
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
-    return number
+def host_name(text: str) -> str:
+    """A host name or address: not empty, no white space."""
+    if not text or any(char.isspace() for char in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or address")
+    return text
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
     """Add --host and --port, the two options by which every client finds its server."""
     parser.add_argument(
         "--host",
+        type=host_name,
         default="127.0.0.1",
         help="the server's name or address; another computer's works too (default: 127.0.0.1)",
     )

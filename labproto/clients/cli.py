@@ -12,7 +12,14 @@ from twisted.internet import task
 from labproto import __version__
 from labproto.clients import echo, time
 from labproto.clients.arguments import UsageParser
-from labproto.clients.common import ClientError, Console, OutputClosed, detach_closed_output
+from labproto.clients.common import (
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    ClientError,
+    Console,
+    OutputClosed,
+    detach_closed_output,
+)
 
 CLIENTS = {
     "echo": (echo, "send a message to udpecho and wait for its Ok"),
@@ -46,11 +53,15 @@ async def run_client(reactor: Any, options: argparse.Namespace, console: Console
     except ClientError as e:
         console.complain(e.message)
         raise SystemExit(e.status) from None
-    except OutputClosed:
-        # The reader stopped reading (labproto time | head -3): the exchange is
-        # over as the user wanted, so end quietly.
+    except OutputClosed as e:
+        # Whatever is still buffered for the closed output must not fail again at exit.
         detach_closed_output(console.out)
-        raise SystemExit(0) from None
+        if e.reason is None:
+            # The reader stopped reading (labproto time | head -3): the
+            # exchange is over as the user wanted.
+            raise SystemExit(EXIT_OK) from None
+        console.complain(f"cannot write to standard output: {e.reason}")
+        raise SystemExit(EXIT_OUTPUT_FAILED) from None
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

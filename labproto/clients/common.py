@@ -11,6 +11,8 @@ from typing import TextIO
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
+# Standard output failed for another reason than its reader leaving.
+EXIT_OUTPUT_FAILED = 1
 
 
 class ClientError(Exception):
@@ -23,7 +25,15 @@ class ClientError(Exception):
 
 
 class OutputClosed(Exception):
-    """Whoever read the client's output has gone, like ``head`` after its lines."""
+    """Standard output can take no more: its reader has gone, like ``head``, or its disk is full.
+
+    Carries the reason, or None when the reader went away, which is no
+    failure: the user has seen what they wanted.
+    """
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -42,11 +52,16 @@ class Console:
         try:
             print(line, file=self.out, flush=True)
         except BrokenPipeError:
-            raise OutputClosed() from None
+            raise OutputClosed(None) from None
+        except OSError as e:
+            raise OutputClosed(e.strerror or str(e)) from None
 
     def complain(self, line: str) -> None:
-        """Print one line about something that went wrong on standard error."""
-        print(line, file=self.err, flush=True)
+        """Print one line about something that went wrong on standard error, if it can."""
+        try:
+            print(line, file=self.err, flush=True)
+        except OSError:
+            pass  # Nowhere left to complain; the exit status still tells.
 
 
 def describe_server(host: str, port: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -116,7 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(reactor: Any, options: argparse.Namespace, console: Console) -> None:
     """Send the message and print the server's answer; raise ClientError when there is none."""
-    message = options.message.encode("utf-8")
+    # As the shell passed it: an argument that is not UTF-8 is sent as it is.
+    message = os.fsencode(options.message)
     if len(message) < SHORTEST_MESSAGE:
         raise ClientError(
             f"the message must be at least {SHORTEST_MESSAGE} bytes long: udpecho "

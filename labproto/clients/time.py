@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +17,16 @@ from labproto.clients import arguments
 from labproto.clients.common import EXIT_USAGE, ClientError, Console, describe_server
 from labproto.clients.udp import ConnectedDatagramProtocol, ServerUnreachable, connect_udp
 from labproto.text import decode_text, format_address, printable
-from labproto.udptime.protocol import ERROR, SEND_DATE, SEND_TIME
+from labproto.udptime.protocol import (
+    ERROR,
+    MAX_TOKEN_LENGTH,
+    PADDED_REQUEST_SIZE,
+    SEND_DATE,
+    SEND_TIME,
+)
 
-# Every request is padded with spaces to this size, which leaves the server
-# room for answers longer than the bare request (udptime never answers with
-# more bytes than it received).
-REQUEST_SIZE = 64
-# Tokens are 1-8 digits: the round number, wrapping after 99999999.
-TOKEN_LIMIT = 10**8
+# Tokens are the round number, wrapping to stay within the server's limit.
+TOKEN_LIMIT = 10**MAX_TOKEN_LENGTH
 
 DESCRIPTION = (
     "Ask a udptime server for the date or the time, chosen at random each round, "
@@ -46,8 +49,13 @@ class TimeClientProtocol(ConnectedDatagramProtocol):
 
     An answer whose token is not the current request's is a late answer to
     an earlier, timed-out request: it is dropped, never taken for the
-    current answer.
+    current answer. The server's ``ERROR`` carries no token, so it is taken
+    for the current answer only while no earlier request may still draw one.
     """
+
+    # How many timed-out requests are remembered as still able to draw an
+    # answer; older ones are taken to be lost for good.
+    LATE_MEMORY = 64
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
@@ -55,6 +63,7 @@ class TimeClientProtocol(ConnectedDatagramProtocol):
         self._answer: Deferred[Answer | None] | None = None
         self._timer: IDelayedCall | None = None
         self._unreachable: ServerUnreachable | None = None
+        self._timed_out: deque[bytes] = deque(maxlen=self.LATE_MEMORY)
 
     def ask(self, command: str, token: str, timeout: float) -> Deferred[Answer | None]:
         """Send command with token; fire with the Answer, or None after timeout seconds."""
@@ -65,15 +74,20 @@ class TimeClientProtocol(ConnectedDatagramProtocol):
             answer.errback(self._unreachable)
             return answer
         self._token, self._answer = token.encode("ascii"), answer
-        self._timer = self.clock.callLater(timeout, self._finish, None)
-        self.send(f"{command} {token}".encode("ascii").ljust(REQUEST_SIZE))
+        self._timer = self.clock.callLater(timeout, self._timedOut)
+        self.send(f"{command} {token}".encode("ascii").ljust(PADDED_REQUEST_SIZE))
         return answer
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._timed_out.append(self._token)
+        self._finish(None)
 
     def _finish(self, result: Answer | None | Exception) -> None:
         answer, self._answer = self._answer, None
-        if self._timer is not None and self._timer.active():
+        if self._timer is not None:
             self._timer.cancel()
-        self._timer = None
+            self._timer = None
         assert answer is not None
         if isinstance(result, Exception):
             answer.errback(result)
@@ -81,16 +95,15 @@ class TimeClientProtocol(ConnectedDatagramProtocol):
             answer.callback(result)
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        if self._answer is None:
-            return
         if datagram == ERROR:
-            # The server's refusal carries no token; only the current request,
-            # padded and well formed, can have drawn one.
-            self._finish(Answer(ERROR.decode("ascii"), addr))
+            if self._answer is not None and not self._timed_out:
+                self._finish(Answer(ERROR.decode("ascii"), addr))
             return
         token, _, text = datagram.partition(b" ")
-        if token == self._token:
+        if self._answer is not None and token == self._token:
             self._finish(Answer(printable(decode_text(text)), addr))
+        elif token in self._timed_out:
+            self._timed_out.remove(token)
 
     def serverUnreachable(self, reason: str) -> None:
         self._unreachable = ServerUnreachable(reason)

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.internet import abstract, threads
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.protocol import DatagramProtocol
 
@@ -30,6 +31,9 @@ async def resolve_host(reactor: IReactorThreads, host: str) -> str:
         )
     except OSError as e:
         raise ClientError(f"cannot resolve host {host}: {e.strerror or e}") from None
+    # IPv4 first: the servers listen on every IPv4 interface by default, and
+    # "localhost" may name ::1 before 127.0.0.1.
+    found.sort(key=lambda entry: entry[0] != socket.AF_INET)
     return str(found[0][4][0])
 
 
@@ -83,7 +87,9 @@ class ConnectedDatagramProtocol(DatagramProtocol):
         if self._closing:
             return
         pending = self._port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self.serverUnreachable(_describe_errno(pending or errno.ECONNREFUSED))
+        # No error: the reactor is shutting down (Ctrl-C), which is no failure.
+        if pending:
+            self.serverUnreachable(_describe_errno(pending))
 
     async def close(self) -> None:
         """Stop listening, on purpose: no serverUnreachable() for this."""
@@ -103,7 +109,12 @@ async def connect_udp(
     """
     address = await resolve_host(reactor, host)
     local = "::" if abstract.isIPv6Address(address) else ""
-    listening = reactor.listenUDP(0, protocol, interface=local)
+    try:
+        listening = reactor.listenUDP(0, protocol, interface=local)
+    except CannotListenError as e:
+        raise ClientError(
+            f"cannot open a UDP socket towards {describe_server(host, port)}: {e.socketError}"
+        ) from None
     try:
         listening.connect(address, port)
     except OSError as e:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
-
 from labproto.text import format_address, loggable
+from labproto.udpserver import UDPServerProtocol
 
 ACK = b"Ok"
 
 
-class EchoServerProtocol(DatagramProtocol):
+class EchoServerProtocol(UDPServerProtocol):
     """Log each datagram as the lab's server prints it and answer ``Ok``.
 
     A datagram shorter than the answer is logged but not answered, so that
@@ -18,17 +16,7 @@ class EchoServerProtocol(DatagramProtocol):
     to amplify traffic towards a forged sender address.
     """
 
-    log = Logger()
-    # Our own start line names the service and its address; Twisted's would
-    # only print the object's repr.
-    noisy = False
-
-    def startProtocol(self) -> None:
-        assert self.transport is not None
-        where = self.transport.getHost()
-        self.log.info(
-            "udpecho listening on UDP {host}:{port}", host=where.host, port=where.port
-        )
+    service_name = "udpecho"
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         sender = format_address(*addr)

@@ -7,10 +7,9 @@ import time
 from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 
 from labproto.text import format_address, loggable
+from labproto.udpserver import UDPServerProtocol
 
 SEND_DATE = "SEND_DATE"
 SEND_TIME = "SEND_TIME"
@@ -19,9 +18,17 @@ ERROR = b"ERROR"
 DEFAULT_DATE_FORMAT = "%d/%m/%y"
 DEFAULT_TIME_FORMAT = "%H:%M:%S"
 
-# The command in any case, then optionally one space and a token that the
-# answer echoes, so that a client can tell a late answer from the current one.
-_REQUEST = re.compile(rb"(?i:(SEND_DATE|SEND_TIME))(?: ([A-Za-z0-9]{1,8}))?")
+# A client may add a token of up to this many letters and digits, which the
+# answer echoes, so that it can tell a late answer from the current one.
+MAX_TOKEN_LENGTH = 8
+# The labproto client pads every request with spaces to this size, to leave
+# room for answers longer than the bare request.
+PADDED_REQUEST_SIZE = 64
+
+# The command in any case, then optionally one space and a token.
+_REQUEST = re.compile(
+    rb"(?i:(SEND_DATE|SEND_TIME))(?: ([A-Za-z0-9]{1,%d}))?" % MAX_TOKEN_LENGTH
+)
 
 
 @dataclass(frozen=True)
@@ -91,24 +98,14 @@ def reply_to(datagram: bytes, calendar: Calendar, when: float) -> Reply:
     return Reply(encoded, f"answered {answer}")
 
 
-class TimeServerProtocol(DatagramProtocol):
+class TimeServerProtocol(UDPServerProtocol):
     """Answer date and time requests, logging each request, its sender and the outcome."""
 
-    log = Logger()
-    # Our own start line names the service and its address; Twisted's would
-    # only print the object's repr.
-    noisy = False
+    service_name = "udptime"
 
     def __init__(self, calendar: Calendar, clock: IReactorTime) -> None:
         self.calendar = calendar
         self.clock = clock
-
-    def startProtocol(self) -> None:
-        assert self.transport is not None
-        where = self.transport.getHost()
-        self.log.info(
-            "udptime listening on UDP {host}:{port}", host=where.host, port=where.port
-        )
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         reply = reply_to(datagram, self.calendar, self.clock.seconds())

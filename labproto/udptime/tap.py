@@ -14,6 +14,8 @@ from labproto.udpserver import UDPServerOptions, listening_parameters, udp_servi
 from labproto.udptime.protocol import (
     DEFAULT_DATE_FORMAT,
     DEFAULT_TIME_FORMAT,
+    MAX_TOKEN_LENGTH,
+    PADDED_REQUEST_SIZE,
     SEND_DATE,
     SEND_TIME,
     Calendar,
@@ -22,10 +24,10 @@ from labproto.udptime.protocol import (
 
 log = Logger()
 
-# The labproto client pads every request to this many bytes; an answer must
-# fit in it together with the longest token and its space.
-CLIENT_REQUEST_SIZE = 64
-LONGEST_TOKEN_PREFIX = 9
+# An answer must fit in a padded request together with a token and its space.
+LONGEST_TOKEN_PREFIX = MAX_TOKEN_LENGTH + 1
+# Every third day of a year: each month and each weekday, so each name is tried.
+_SAMPLE_DAYS = range(0, 366, 3)
 
 
 class Options(UDPServerOptions):
@@ -48,9 +50,11 @@ class Options(UDPServerOptions):
         super().postOptions()
         for name in ("date-format", "time-format"):
             try:
-                time.strftime(self[name])
+                shown = time.strftime(self[name])
             except ValueError as e:
                 raise usage.UsageError(f"--{name} is not a strftime format: {e}") from None
+            if not shown:
+                raise usage.UsageError(f"--{name} must not make an empty answer")
 
     def calendar(self) -> Calendar:
         """The date and time formats these options ask for."""
@@ -62,17 +66,20 @@ class Options(UDPServerOptions):
 
 
 def warn_about_long_answers(calendar: Calendar, when: float) -> None:
-    """Log a warning when an answer would not fit in the labproto client's padded request."""
+    """Log a warning when an answer in the coming year may not fit in a padded request."""
     for command in (SEND_DATE, SEND_TIME):
-        size = LONGEST_TOKEN_PREFIX + len(calendar.show(command, when).encode("utf-8"))
-        if size > CLIENT_REQUEST_SIZE:
+        size = LONGEST_TOKEN_PREFIX + max(
+            len(calendar.show(command, when + day * 86400).encode("utf-8"))
+            for day in _SAMPLE_DAYS
+        )
+        if size > PADDED_REQUEST_SIZE:
             log.warn(
                 "Answers to {command} take up to {size} bytes: requests shorter than "
                 "that get ERROR, and labproto's client pads its requests to "
                 "{padded} bytes only",
                 command=command,
                 size=size,
-                padded=CLIENT_REQUEST_SIZE,
+                padded=PADDED_REQUEST_SIZE,
             )
 
 
