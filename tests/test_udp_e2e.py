@@ -295,3 +295,26 @@ def test_time_client_ends_quietly_when_its_reader_goes(servers: Start) -> None:
     assert client.wait(DEADLINE) == 0
     assert client.stderr.read() == ""
     client.stderr.close()
+
+
+def test_labproto_help_lists_every_client() -> None:
+    result = run_labproto("--help")
+    assert result.returncode == 0
+    assert re.search(r"^    echo +send a message to udpecho", result.stdout, re.MULTILINE)
+    assert re.search(r"^    time +ask udptime for the date", result.stdout, re.MULTILINE)
+    assert "Exit status: 0 when the exchange ends normally" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("client", "options"),
+    [
+        ("echo", ["--host", "--port", "--timeout", "--retries", "(default: 43387)"]),
+        ("time", ["--host", "--port", "--count", "--timeout", "--min-delay", "--max-delay",
+                  "(default: 43388)"]),
+    ],
+)
+def test_each_client_explains_its_options(client: str, options: list[str]) -> None:
+    result = run_labproto(client, "--help")
+    assert result.returncode == 0
+    for option in options:
+        assert option in result.stdout
