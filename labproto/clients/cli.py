@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -66,5 +65,5 @@ async def run_client(reactor: Any, options: argparse.Namespace, console: Console
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the labproto command."""
-    options = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    options = build_parser().parse_args(argv)
     task.react(run_client, (options, Console()))
