@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -30,6 +31,14 @@ def logged() -> Iterator[LogLines]:
     """Capture what the code under test logs through twisted.logger."""
     with capturedLogs() as events:
         yield LogLines(events)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A UDP port on which nothing listens: the kernel answers ICMP port unreachable."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -31,14 +31,6 @@ def silent_port() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A UDP port on which nothing listens: the kernel answers ICMP port unreachable."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
 def lab_socket() -> Iterator[socket.socket]:
     """A raw UDP socket for sending what no well-behaved client would."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

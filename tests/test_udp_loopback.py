@@ -8,7 +8,6 @@ closed port.
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -18,12 +17,6 @@ from labproto.clients.time import TimeClientProtocol
 from labproto.clients.udp import ServerUnreachable, connect_udp
 from labproto.udpecho.protocol import EchoServerProtocol
 from labproto.udptime.protocol import Calendar, TimeServerProtocol
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest_twisted.ensureDeferred
@@ -54,9 +47,11 @@ async def test_time_round_trip_with_token() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_closed_port_is_reported_as_refused_by_the_real_reactor() -> None:
+async def test_a_closed_port_is_reported_as_refused_by_the_real_reactor(
+    closed_port: int,
+) -> None:
     client = EchoClientProtocol(reactor, b"hello", 5.0, 3)
-    await connect_udp(reactor, client, "127.0.0.1", free_udp_port())
+    await connect_udp(reactor, client, "127.0.0.1", closed_port)
     try:
         await client.start()
     except ServerUnreachable as e:
