@@ -19,6 +19,11 @@ def decode_text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
+def has_controls(text: str) -> bool:
+    """Whether text holds a control character (C0, TAB included, DEL or C1)."""
+    return _UNPRINTABLE.search(text) is not None
+
+
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     return _NAMED_ESCAPES.get(char) or f"\\x{ord(char):02x}"
@@ -45,3 +50,16 @@ def loggable(data: bytes, limit: int = LOG_TEXT_LIMIT) -> str:
 def format_address(host: str, port: int) -> str:
     """Format a peer's address as the lab's Python servers print it: ``('127.0.0.1', 5000)``."""
     return repr((host, port))
+
+
+# What a relayed or echoed line may not carry: the same controls as above but
+# TAB, which is harmless on a terminal and common in typed text.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """Remove the control characters (C0 but TAB, DEL, C1) that could drive a peer's terminal.
+
+    An escape sequence loses its ESC and so shows as plain characters.
+    """
+    return _TERMINAL_CONTROLS.sub("", text)

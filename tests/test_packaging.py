@@ -21,7 +21,10 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 PLUGINS = {
     "udpecho": "The lab's UDP message/ack server (UDP port 43387).",
     "udptime": "The lab's UDP date/time server (UDP port 43388).",
+    "knockknock": "The lab's TCP knock-knock server (TCP port 43390).",
+    "labcalc": "The lab's TCP calculator server (TCP port 43391).",
 }
+PLUGIN_FILES = {f"twisted/plugins/labproto_{name}.py" for name in PLUGINS}
 
 
 def twistd_commands(twistd: str) -> dict[str, str]:
@@ -47,8 +50,9 @@ def test_twistd_in_this_environment_lists_every_plugin() -> None:
 def test_plugin_files_do_not_import_the_services() -> None:
     # twistd --help imports every plugin file; the services load only when run.
     check = (
-        "import sys, twisted.plugins.labproto_udpecho, twisted.plugins.labproto_udptime;"
-        "print(sorted(m for m in sys.modules if m.startswith('labproto')))"
+        "import sys;"
+        + "".join(f"import twisted.plugins.labproto_{name};" for name in PLUGINS)
+        + "print(sorted(m for m in sys.modules if m.startswith('labproto')))"
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert result.stdout == "[]\n", result.stderr
@@ -102,9 +106,7 @@ def test_pip_install_into_a_fresh_venv_makes_twistd_list_every_plugin(tmp_path: 
                 .strip()).parent.parent
     record = (next(site.glob("labproto-*.dist-info")) / "RECORD").read_text()
     installed = {line.split(",")[0] for line in record.splitlines()}
-    assert {"twisted/plugins/labproto_udpecho.py", "twisted/plugins/labproto_udptime.py"} <= (
-        installed
-    )
+    assert PLUGIN_FILES <= installed
     assert not installed & {
         "twisted/__init__.py", "twisted/plugins/__init__.py", "twisted/plugins/dropin.cache"
     }

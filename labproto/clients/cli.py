@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 from twisted.internet import task
 
 from labproto import __version__
-from labproto.clients import echo, time
+from labproto.clients import calc, echo, knock, time
 from labproto.clients.arguments import UsageParser
 from labproto.clients.common import (
     EXIT_OK,
@@ -23,6 +23,8 @@ from labproto.clients.common import (
 CLIENTS = {
     "echo": (echo, "send a message to udpecho and wait for its Ok"),
     "time": (time, "ask udptime for the date or the time, round after round"),
+    "knock": (knock, "tell knockknock a knock-knock joke"),
+    "calc": (calc, "a calculator session with labcalc, typed or piped"),
 }
 
 

@@ -1,0 +1,1 @@
+"""labcalc: the lab's TCP calculator that remembers its client's name for the whole session."""

@@ -1,0 +1,122 @@
+"""The calculator's language: parsing ``NUMBER OP NUMBER`` and formatting its result.
+
+Pure functions, shared by the server and the client (which checks a line
+before it sends it). Nothing here uses ``eval``, and ``float()`` only ever
+sees text that the number grammar below has accepted, so ``nan``, ``inf``,
+``0x10`` and ``1_000`` (which ``float()`` or ``int()`` would take) are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_NUMBER_LENGTH = 64
+EXAMPLE = "12 + 42"
+
+# A decimal with optional sign, fraction and exponent: 12, -4.5, .5, 3., +7, 1e3.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Exactly three words. Python's str.split() would also split on characters
+# such as U+001C that nobody types as a separator.
+_WORDS = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]*")
+
+OPERATIONS: dict[str, Callable[[float, float], float]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "%": operator.mod,
+}
+
+
+class CalculationError(Exception):
+    """A line the calculator refuses, with the ERROR line that tells the client why."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+BAD_FORMAT = f"ERROR expected NUMBER OP NUMBER, e.g. {EXAMPLE}"
+DIVISION_BY_ZERO = "ERROR division by zero"
+OUT_OF_RANGE = "ERROR result out of range"
+
+
+def number_too_long(word: str) -> str:
+    """The refusal of a number longer than MAX_NUMBER_LENGTH characters."""
+    return f"ERROR number too long: {word[:16]}... (at most {MAX_NUMBER_LENGTH} characters)"
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One calculation the client asked for: two numbers and the operator between them."""
+
+    left: float
+    operator: str
+    right: float
+
+
+def split_expression(text: str) -> tuple[str, str, str]:
+    """Check that text has the form ``NUMBER OP NUMBER`` and return its three words.
+
+    Raises CalculationError for a text of any other form. The client uses
+    this to refuse such a line before sending it.
+    """
+    words = _WORDS.fullmatch(text)
+    if words is None or words.group(2) not in OPERATIONS:
+        raise CalculationError(BAD_FORMAT)
+    left, op, right = words.groups()
+    # Both numbers are checked for their form before either for its length,
+    # so that "12 + abc" gets the same answer however long 12 is.
+    if not (_NUMBER.fullmatch(left) and _NUMBER.fullmatch(right)):
+        raise CalculationError(BAD_FORMAT)
+    for word in (left, right):
+        if len(word) > MAX_NUMBER_LENGTH:
+            raise CalculationError(number_too_long(word))
+    return left, op, right
+
+
+def _number_value(word: str) -> float:
+    # word has matched _NUMBER, so float() takes it as the decimal it reads as.
+    number = float(word)
+    if math.isinf(number):
+        # 1e999 is a NUMBER by the grammar, but no float holds it, nor any
+        # result computed from it.
+        raise CalculationError(OUT_OF_RANGE)
+    return number
+
+
+def parse_expression(text: str) -> Expression:
+    """Parse ``NUMBER OP NUMBER``, words separated by spaces or tabs, or raise CalculationError."""
+    left, op, right = split_expression(text)
+    return Expression(_number_value(left), op, _number_value(right))
+
+
+def calculate(expression: Expression) -> float:
+    """The result of expression, or CalculationError when it has none a float can hold."""
+    try:
+        result = OPERATIONS[expression.operator](expression.left, expression.right)
+    except ZeroDivisionError:
+        raise CalculationError(DIVISION_BY_ZERO) from None
+    if math.isinf(result):
+        raise CalculationError(OUT_OF_RANGE)
+    return result
+
+
+def format_result(number: float) -> str:
+    """Format a result as the lab does: at most 15 significant digits, whole numbers with ``.0``."""
+    text = f"{number:.15g}"
+    if not any(mark in text for mark in ".en"):
+        text += ".0"
+    return text
+
+
+def answer(text: str) -> str:
+    """The calculator's answer to one line: its result, or the ERROR line that refuses it."""
+    try:
+        return format_result(calculate(parse_expression(text)))
+    except CalculationError as e:
+        return e.answer

@@ -1,0 +1,26 @@
+"""twistd wiring for labcalc: ``twistd -n labcalc [--port ENDPOINT] [--max-line N]``."""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService
+
+from labproto import ports
+from labproto.calc.protocol import CalculatorFactory
+from labproto.tcpserver import TCPServerOptions, listening_parameters, tcp_service
+
+
+class Options(TCPServerOptions):
+    """Options of the labcalc server."""
+
+    synopsis = "[--port N|ENDPOINT] [--max-line N]"
+    longdesc = (
+        "The lab's TCP calculator: it asks each client's name, remembers it for the "
+        "whole session, and answers expressions like 12 + 42 until the client sends q. "
+        "Try it with: labproto calc --host THIS-HOST"
+    )
+    optParameters = listening_parameters(ports.LABCALC)
+
+
+def makeService(options: Options) -> MultiService:
+    """Serve labcalc on the endpoint of options."""
+    return tcp_service(options, CalculatorFactory(options["max-line"]), "labcalc")

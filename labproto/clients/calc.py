@@ -1,0 +1,143 @@
+"""``labproto calc``: a session with labcalc, typed at a terminal or piped from a file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from labproto import ports
+from labproto.calc.parser import CalculationError, split_expression
+from labproto.calc.protocol import INVALID_NAME, QUIT, SESSION_ENDED, parse_name
+from labproto.clients import arguments
+from labproto.clients.common import ClientError, Console
+from labproto.clients.lines_in import MAX_INPUT_LINE, InputLines, LineTooLong
+from labproto.clients.tcp import (
+    ServerConnection,
+    add_timeout_argument,
+    add_tls_arguments,
+    connect_lines,
+)
+from labproto.text import printable
+
+DESCRIPTION = (
+    "Start a session with a labcalc server: give a name, then one expression per "
+    "line (NUMBER OP NUMBER, e.g. 12 + 42), each answered with Result: ANSWER, "
+    "until q or the end of the input. Lines of another form are not sent; a warning "
+    "on standard error says why. Input may be piped from a file (labproto calc "
+    "--name me < exprs.txt); the name is then --name or the first line. Status 1 if "
+    "the server cannot be reached, stops answering or drops the connection."
+)
+# What the client prints when the session ends, as the lab's client does.
+SESSION_ENDED_NOTICE = "Session Ended"
+
+
+def name_argument(text: str) -> str:
+    """--name: a name that labcalc accepts."""
+    name = parse_name(text)
+    if name is None:
+        rule = INVALID_NAME.removeprefix("ERROR invalid name: ")
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a name: {rule}")
+    return name
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the calc client's options to its subcommand parser."""
+    arguments.add_server_arguments(parser, ports.LABCALC)
+    add_tls_arguments(parser)
+    parser.add_argument(
+        "--name",
+        type=name_argument,
+        help="the name to give the server (default: ask for it, or read it from "
+        "the first input line)",
+    )
+    add_timeout_argument(parser)
+
+
+class CalculatorSession:
+    """One session's dialogue between the input lines, the server and the console.
+
+    At a terminal it shows the server's own prompts; with input from a pipe
+    or a file it prints only the results, so that its output can be read by
+    another program.
+    """
+
+    def __init__(
+        self,
+        server: ServerConnection,
+        lines: InputLines,
+        console: Console,
+        interactive: bool,
+    ) -> None:
+        self.server = server
+        self.lines = lines
+        self.console = console
+        self.interactive = interactive
+
+    def show(self, server_line: str) -> None:
+        """Print one of the server's prompts, at a terminal only."""
+        if self.interactive:
+            self.console.say(printable(server_line))
+
+    async def ask(self, line: str) -> str:
+        """Send one line and return the server's answer."""
+        self.server.send(line)
+        return await self.server.receive()
+
+    async def introduce(self, name: str | None) -> bool:
+        """Give the server a name; False if the input ended before one was given."""
+        self.show(await self.server.receive())
+        while name is None:
+            typed = await self.lines.next_line()
+            if typed is None:
+                return False
+            name = parse_name(typed)
+            if name is None or isinstance(typed, LineTooLong):
+                self.console.complain(f"not sent: {INVALID_NAME.removeprefix('ERROR ')}")
+                name = None
+        answer = await self.ask(name)
+        if answer.startswith("ERROR "):
+            raise ClientError(f"{self.server.where} refused the name {name!r}: {answer}")
+        self.show(answer)
+        return True
+
+    async def calculate(self) -> None:
+        """Send each well-formed input line and print its answer, until q or the input ends."""
+        while True:
+            typed = await self.lines.next_line()
+            line = QUIT if typed is None else typed.strip()
+            if not line:
+                continue
+            if line == QUIT:
+                await self.quit()
+                return
+            if isinstance(typed, LineTooLong):
+                self.console.complain(f"not sent: a line longer than {MAX_INPUT_LINE} bytes")
+                continue
+            try:
+                split_expression(line)
+            except CalculationError as e:
+                why = e.answer.removeprefix("ERROR ")
+                self.console.complain(f"not sent: {printable(line)}: {why}")
+                continue
+            self.console.say(f"Result: {printable(await self.ask(line))}")
+
+    async def quit(self) -> None:
+        """End the session as the lab's client does."""
+        answer = await self.ask(QUIT)
+        if answer != SESSION_ENDED:
+            raise ClientError(f"{self.server.where} answered q with {printable(answer)!r}")
+        self.console.say(SESSION_ENDED_NOTICE)
+
+
+async def run(reactor: Any, options: argparse.Namespace, console: Console) -> None:
+    """Run one calculator session with the server of options."""
+    server = await connect_lines(reactor, options)
+    session = CalculatorSession(
+        server, InputLines(reactor, sys.stdin.buffer), console, sys.stdin.isatty()
+    )
+    try:
+        if await session.introduce(options.name):
+            await session.calculate()
+    finally:
+        await server.close()

@@ -1,0 +1,209 @@
+"""A client's line connection to one TCP server: connect (TLS too), send lines, await answers."""
+
+from __future__ import annotations
+
+import argparse
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, error
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from labproto.clients.arguments import positive_float
+from labproto.clients.common import ClientError, describe_server
+from labproto.text import decode_text, printable
+
+# Far more than any labproto server's line; a server sending more without a
+# line end is not one.
+MAX_SERVER_LINE = 64 * 1024
+CONNECT_TIMEOUT = 10.0
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --tls and --ca-file, for a server listening on an ssl: endpoint."""
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS, to a server started with --port ssl:...; the server's "
+        "certificate must be valid for --host",
+    )
+    parser.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        type=Path,
+        help="trust the certificates in this PEM file (such as a lab's self-signed "
+        "one) instead of the system's; implies --tls",
+    )
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --timeout: how long the client waits for each answer."""
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds to wait for each answer before giving up (default: 10)",
+    )
+
+
+class LineClientProtocol(LineReceiver):
+    """The client's end of a line connection: lines come in to a queue, go out with CRLF."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_SERVER_LINE
+
+    def __init__(self) -> None:
+        self._received: deque[str] = deque()
+        self._waiting: defer.Deferred[str] | None = None
+        self.lost: Failure | None = None
+        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    def lineReceived(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        text = decode_text(line)
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.callback(text)
+        else:
+            self._received.append(text)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        transport: Any = self.transport
+        self.lost = Failure(
+            error.ConnectionLost(f"the server sent a line longer than {MAX_SERVER_LINE} bytes")
+        )
+        transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.lost is None:
+            self.lost = reason
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.errback(self.lost)
+        self.closed.callback(None)
+
+    def next_line(self) -> defer.Deferred[str]:
+        """The next line from the server; fails with the reason if the connection is lost first."""
+        if self._received:
+            return defer.succeed(self._received.popleft())
+        if self.lost is not None:
+            return defer.fail(self.lost)
+
+        def forget(cancelled: defer.Deferred[str]) -> None:
+            self._waiting = None
+
+        self._waiting = defer.Deferred(forget)
+        return self._waiting
+
+    def send(self, text: str) -> None:
+        """Send text as one line."""
+        assert self.transport is not None
+        self.transport.write(text.encode("utf-8") + b"\r\n")
+
+
+def _why_lost(reason: Failure) -> str:
+    if reason.type.__module__.startswith("OpenSSL"):
+        # pyOpenSSL's error carries a list of (library, function, reason).
+        errors = reason.value.args[0] if reason.value.args else []
+        said = "; ".join(str(entry[-1]) for entry in errors if isinstance(entry, tuple))
+        return f"TLS failed: {said or reason.getErrorMessage()}"
+    if reason.check(error.ConnectionDone):
+        return "the server closed the connection"
+    return reason.getErrorMessage()
+
+
+class ServerConnection:
+    """A connected server, with the answers and failures a client's user should read.
+
+    Every way the server can fail the client (refusing the connection, not
+    answering in time, hanging up) ends in a ClientError, which the
+    labproto command prints as one line with exit status 1.
+    """
+
+    def __init__(
+        self, reactor: Any, protocol: LineClientProtocol, where: str, timeout: float
+    ) -> None:
+        self.reactor = reactor
+        self.protocol = protocol
+        self.where = where
+        self.timeout = timeout
+
+    def send(self, text: str) -> None:
+        """Send text to the server as one line."""
+        if self.protocol.lost is not None:
+            raise self._connection_lost()
+        self.protocol.send(text)
+
+    async def receive(self) -> str:
+        """The server's next line, or ClientError if it does not come within the timeout."""
+        answer = self.protocol.next_line()
+        answer.addTimeout(self.timeout, self.reactor)
+        try:
+            return await answer
+        except defer.TimeoutError:
+            raise ClientError(
+                f"no answer from {self.where} within {self.timeout:g} s"
+            ) from None
+        except Exception:
+            raise self._connection_lost() from None
+
+    def _connection_lost(self) -> ClientError:
+        assert self.protocol.lost is not None
+        return ClientError(f"lost the connection to {self.where}: {_why_lost(self.protocol.lost)}")
+
+    async def close(self) -> None:
+        """Hang up once whatever was sent has been written, and wait for the hang-up."""
+        transport: Any = self.protocol.transport
+        if self.protocol.lost is None and transport is not None:
+            transport.loseConnection()
+        closed = self.protocol.closed
+        closed.addTimeout(self.timeout, self.reactor)
+        try:
+            await closed
+        except defer.TimeoutError:
+            # A server that never lets go must not keep the client waiting.
+            if transport is not None:
+                transport.abortConnection()
+
+
+def client_endpoint(reactor: Any, options: argparse.Namespace) -> IStreamClientEndpoint:
+    """The endpoint that options' --host, --port, --tls and --ca-file describe."""
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        reactor, options.host, options.port, timeout=CONNECT_TIMEOUT
+    )
+    if not (options.tls or options.ca_file):
+        return endpoint
+    from twisted.internet import ssl
+
+    trust: Any = None
+    if options.ca_file is not None:
+        try:
+            trust = ssl.trustRootFromCertificates(
+                [ssl.Certificate.loadPEM(options.ca_file.read_bytes())]
+            )
+        except Exception as e:  # OSError, or the many errors of a bad PEM
+            raise ClientError(f"cannot read --ca-file {options.ca_file}: {e}", status=2) from None
+    return wrapClientTLS(ssl.optionsForClientTLS(options.host, trustRoot=trust), endpoint)
+
+
+async def connect_lines(reactor: Any, options: argparse.Namespace) -> ServerConnection:
+    """Connect to the server of options (--host, --port, --tls, --ca-file, --timeout)."""
+    where = describe_server(options.host, options.port)
+    endpoint = client_endpoint(reactor, options)
+    try:
+        protocol = await connectProtocol(endpoint, LineClientProtocol())
+    except error.ConnectionRefusedError:
+        raise ClientError(f"no server at {where} (connection refused)") from None
+    except error.DNSLookupError:
+        raise ClientError(f"cannot resolve host {printable(options.host)}") from None
+    except error.TimeoutError:
+        raise ClientError(f"no server at {where} (timed out connecting)") from None
+    except error.ConnectError as e:
+        raise ClientError(f"cannot connect to {where}: {e.osError or e}") from None
+    return ServerConnection(reactor, protocol, where, options.timeout)

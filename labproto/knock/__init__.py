@@ -1,0 +1,1 @@
+"""knockknock: the lab's TCP knock-knock exchange, where the server is the audience."""

@@ -1,0 +1,139 @@
+"""Line framing shared by the TCP services: LF or CRLF in, CRLF out, and a bounded line length."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.protocol import Factory
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from labproto.text import decode_text, format_address
+
+DEFAULT_MAX_LINE = 1024
+SERVER_LINE_END = b"\r\n"
+
+
+def line_too_long(max_line: int) -> str:
+    """The refusal of a line longer than max_line bytes."""
+    return f"ERROR line too long (max {max_line} bytes)"
+
+
+def describe_peer(address: IAddress) -> str:
+    """Show a peer as the lab's Python servers print it, ``('127.0.0.1', 5000)``, if it can."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return format_address(host, port)
+    # A UNIX socket's peer has no host and port, and usually no name either.
+    return repr(getattr(address, "name", None) or "local peer")
+
+
+@implementer(IHalfCloseableProtocol)
+class LineProtocol(LineReceiver):
+    """A LineReceiver that keeps the framing rules every labproto TCP service shares.
+
+    A line ends with LF, and one CR before it is dropped, so ``nc``,
+    ``telnet`` and ``socat`` all work; the server's own lines end with CRLF.
+    A line longer than max_line bytes (without its ending) is refused with
+    one error line and thrown away up to its end, and the connection goes
+    on: whatever a peer sends, no more than about max_line bytes of it are
+    ever held. Subclasses receive each line as text in textReceived().
+
+    A peer that shuts down its sending side (``printf 'q\\n' | nc -N``)
+    still gets every answer: the connection closes once they are written.
+    Without this, Twisted would close at once and drop the unsent answers.
+    """
+
+    delimiter = b"\n"
+    # Dropped instead of buffered until its line ends.
+    _discarding = False
+    # What followed a refused line in the same chunk of data: the next lines.
+    _after_long_line = b""
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.max_line = max_line
+        # One more than max_line, for the CR of a CRLF, which does not count.
+        self.MAX_LENGTH = max_line + 1
+
+    def textReceived(self, text: str) -> None:
+        """Called with each line, decoded from UTF-8 with its line ending removed."""
+        raise NotImplementedError
+
+    def send_text(self, text: str) -> None:
+        """Send text to the peer as one line ending in CRLF."""
+        self.sendLine(text.encode("utf-8"))
+
+    def sendLine(self, line: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(line + SERVER_LINE_END)
+
+    def peer(self) -> str:
+        """The peer of this connection, as the lab's servers log it."""
+        assert self.transport is not None
+        return describe_peer(self.transport.getPeer())
+
+    def dataReceived(self, data: bytes) -> None:
+        while data:
+            if self._discarding:
+                end = data.find(self.delimiter)
+                if end < 0:
+                    return
+                self._discarding = False
+                data = data[end + 1 :]
+                continue
+            super().dataReceived(data)
+            data, self._after_long_line = self._after_long_line, b""
+            if getattr(self.transport, "disconnecting", True):
+                return
+
+    def readConnectionLost(self) -> None:
+        # An unfinished last line is dropped, like one cut by a lost connection.
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        # Nothing more can reach the peer, so there is no point in reading on.
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # line is what LineReceiver held when it gave up: the start of the
+        # long line, and possibly its end and the lines after it.
+        self.send_text(line_too_long(self.max_line))
+        end = line.find(self.delimiter)
+        if end < 0:
+            self._discarding = True
+        else:
+            self._after_long_line = line[end + 1 :]
+
+    def lineReceived(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.max_line:
+            # LineReceiver lets through a line of exactly MAX_LENGTH bytes
+            # when it does not end in CR.
+            self.send_text(line_too_long(self.max_line))
+            return
+        self.textReceived(decode_text(line))
+
+
+class LineServerFactory(Factory):
+    """The factory of a TCP line service: it gives each connection's protocol the line limit.
+
+    Subclasses name their protocol, a LineProtocol, in the protocol attribute.
+    """
+
+    # Twisted's "Starting factory <... object at 0x...>" tells a reader
+    # nothing that the service's own "listening on" line does not.
+    noisy = False
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.max_line = max_line
+
+    protocol: Any
+
+    def buildProtocol(self, addr: Any) -> LineProtocol:
+        protocol: LineProtocol = self.protocol(self.max_line)
+        protocol.factory = self
+        return protocol

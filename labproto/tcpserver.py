@@ -1,0 +1,140 @@
+"""What the TCP services share in their twistd wiring: --port as any endpoint, and --max-line."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import implementer
+
+from labproto.lines import DEFAULT_MAX_LINE
+
+# Enough for any line a person types, and small enough that a thousand
+# connections each holding a full line cost about a megabyte.
+MAX_LINE_LIMIT = 1024 * 1024
+
+log = Logger()
+
+
+def endpoint_description(text: str) -> str:
+    """Turn --port's value into an endpoint description: a bare port number means tcp:N."""
+    if re.fullmatch(r"[0-9]+", text):
+        number = int(text)
+        if number > 65535:
+            raise usage.UsageError(f"--port must be a TCP port number from 0 to 65535, not {text}")
+        return f"tcp:{number}"
+    return text
+
+
+def listening_parameters(default_port: int) -> list[list[object]]:
+    """The optParameters of a TCP line server listening by default on default_port."""
+    return [
+        [
+            "port",
+            "p",
+            str(default_port),
+            "Port number (0 takes any free port and logs which) or Twisted endpoint "
+            "description: tcp:N, tcp6:N, ssl:N:privateKey=KEY.pem:certKey=CERT.pem, unix:PATH.",
+        ],
+        [
+            "max-line",
+            None,
+            str(DEFAULT_MAX_LINE),
+            "Longest line accepted, in bytes, without its line ending.",
+        ],
+    ]
+
+
+class TCPServerOptions(usage.Options):
+    """The options every TCP line server takes (see listening_parameters)."""
+
+    def postOptions(self) -> None:
+        self["port"] = endpoint_description(self["port"])
+        try:
+            endpoints.serverFromString(_reactor(), self["port"])
+        except Exception as e:
+            # Twisted parses the description, and an ssl: one loads its key
+            # and certificate files, here: each can fail in its own way.
+            raise usage.UsageError(f"--port {self['port']!r} cannot be used: {e}") from None
+        max_line = self["max-line"]
+        if not re.fullmatch(r"[0-9]+", max_line) or not 1 <= int(max_line) <= MAX_LINE_LIMIT:
+            raise usage.UsageError(
+                f"--max-line must be a number of bytes from 1 to {MAX_LINE_LIMIT}, not {max_line!r}"
+            )
+        self["max-line"] = int(max_line)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def describe_listening(address: IAddress) -> str:
+    """Say where a listening port is, as a user would type it to reach it."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"TCP [{host}]:{port}" if ":" in host else f"TCP {host}:{port}"
+    return f"UNIX socket {getattr(address, 'name', '?')}"
+
+
+@implementer(IStreamServerEndpoint)
+class AnnouncedEndpoint:
+    """An endpoint that logs where it listens, the port number it took included, or why it cannot.
+
+    The log line is how a user (and a test) learns the port that ``--port 0``
+    took.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, description: str, name: str) -> None:
+        self.endpoint = endpoint
+        self.description = description
+        self.name = name
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        listening = self.endpoint.listen(factory)
+
+        def announce(port: IListeningPort) -> IListeningPort:
+            log.info(
+                "{service} listening on {where}",
+                service=self.name,
+                where=describe_listening(port.getHost()),
+            )
+            return port
+
+        def give_up(failure: Any) -> Any:
+            log.critical(
+                "Cannot listen on {description}: {reason}",
+                description=self.description,
+                reason=failure.getErrorMessage(),
+            )
+            # twistd turns SystemExit into its exit status without a traceback.
+            raise SystemExit(1)
+
+        return listening.addCallbacks(announce, give_up)
+
+
+def tcp_service(
+    options: TCPServerOptions, factory: IProtocolFactory, name: str, reactor: Any = None
+) -> service.MultiService:
+    """Build the service that serves factory on the endpoint of options' --port."""
+    description = options["port"]
+    endpoint = endpoints.serverFromString(reactor or _reactor(), description)
+    server = StreamServerEndpointService(AnnouncedEndpoint(endpoint, description, name), factory)
+    # Fail at start, with twistd's exit status, rather than log and serve nothing.
+    server._raiseSynchronously = True
+    top = service.MultiService()
+    server.setServiceParent(top)
+    return top
