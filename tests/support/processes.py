@@ -100,12 +100,15 @@ def start_twistd(plugin: str, *options: str, cwd: Path) -> ServerProcess:
     return ServerProcess([TWISTD, "--nodaemon", "--pidfile=", plugin, *options], cwd)
 
 
-def run_labproto(*arguments: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
-    """Run the labproto command to its end and return what it printed and its status."""
+def run_labproto(
+    *arguments: str, input: str | None = None, timeout: float = DEADLINE
+) -> subprocess.CompletedProcess[str]:
+    """Run the labproto command to its end, input piped in, and return its output and status."""
     return subprocess.run(
         [LABPROTO, *arguments],
         env=child_environment(),
-        stdin=subprocess.DEVNULL,
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,0 +1,213 @@
+"""knockknock and labcalc as real twistd processes, driven by the real labproto clients."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.certificates import CertificateFiles, make_certificate
+from support.processes import (
+    DEADLINE,
+    LABPROTO,
+    ServerProcess,
+    child_environment,
+    run_labproto,
+)
+
+LISTENING = r"listening on TCP \S+:(\d+)$"
+Start = Callable[..., ServerProcess]
+
+
+def tcp_server(servers: Start, plugin: str, *options: str) -> tuple[ServerProcess, int]:
+    """Start a TCP service on a free port of 127.0.0.1 and return it with the port it took."""
+    if "--port" not in options:
+        options = ("--port", "tcp:0:interface=127.0.0.1", *options)
+    server = servers(plugin, *options)
+    return server, int(server.wait_for(LISTENING).group(1))
+
+
+@pytest.fixture
+def closed_tcp_port() -> Iterator[int]:
+    """A TCP port held by a socket that does not listen: connecting to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> CertificateFiles:
+    """A self-signed certificate for 127.0.0.1, made for this test."""
+    return make_certificate(tmp_path)
+
+
+def test_knock_client_prints_the_servers_answer_as_the_lab_template_does(
+    servers: Start,
+) -> None:
+    server, port = tcp_server(servers, "knockknock")
+    result = run_labproto("knock", "--port", str(port))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "CLIENT RECEIVED: Who's there?\n",
+        "",
+    )
+    server.wait_for(r"Connection initiated from \('127\.0\.0\.1', \d+\)$")
+    server.wait_for(r"SERVER RECEIVED: Knock knock\.\.$")
+
+
+def test_knock_client_tells_a_whole_joke(servers: Start) -> None:
+    server, port = tcp_server(servers, "knockknock")
+    result = run_labproto(
+        "knock", "--port", str(port), "--joke", "Lettuce", "Lettuce in, it's cold out here!"
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "CLIENT RECEIVED: Who's there?\n"
+        "CLIENT RECEIVED: Lettuce who?\n"
+        "CLIENT RECEIVED: Ha ha! Knock again?\n"
+    )
+    server.wait_for(r"SERVER RECEIVED: Lettuce in, it's cold out here!$")
+
+
+def test_calc_client_runs_a_piped_session_and_the_server_logs_it_by_name(
+    servers: Start,
+) -> None:
+    server, port = tcp_server(servers, "labcalc")
+    session = "gautamop\n15 + 35\n1 / 0\n12 +\n\n0.1 + 0.2\r\n1e308 * 10\nq\n99 + 1\n"
+    result = run_labproto("calc", "--port", str(port), input=session)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "Result: 50.0\n"
+        "Result: ERROR division by zero\n"
+        "Result: 0.3\n"
+        "Result: ERROR result out of range\n"
+        "Session Ended\n"
+    )
+    assert result.stderr == "not sent: 12 +: expected NUMBER OP NUMBER, e.g. 12 + 42\n"
+    server.wait_for(r"gautamop: 15 \+ 35 = 50\.0$")
+    server.wait_for(r"gautamop: 1e308 \* 10 = ERROR result out of range$")
+    server.wait_for(r"Session ended \(gautamop\)$")
+    assert "99 + 1" not in server.output()
+
+
+def test_calc_client_ends_the_session_when_its_input_ends(servers: Start) -> None:
+    server, port = tcp_server(servers, "labcalc")
+    result = run_labproto("calc", "--port", str(port), "--name", "bob", input="4.5 / -6\n")
+    assert (result.returncode, result.stdout) == (0, "Result: -0.75\nSession Ended\n")
+    server.wait_for(r"bob: 4\.5 / -6 = -0\.75$")
+    server.wait_for(r"Session ended \(bob\)$")
+
+
+def test_calc_server_logs_the_end_of_a_session_whose_client_vanished(servers: Start) -> None:
+    server, port = tcp_server(servers, "labcalc")
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock,
+        sock.makefile("rb") as reader,
+    ):
+        sock.sendall(b"carol\r\n12 + 42\r\n")
+        assert reader.readline() == b"Welcome to labcalc. What's your name?\r\n"
+        assert reader.readline() == (
+            b"Hello carol! Send an expression like 12 + 42, or q to quit.\r\n"
+        )
+        assert reader.readline() == b"54.0\r\n"
+        sock.sendall(b"3.24 - 4")  # and gone, mid-line
+    server.wait_for(r"Session ended \(carol\)$")
+    assert "3.24" not in server.output()
+
+
+def test_a_10_megabyte_line_is_refused_and_the_session_goes_on(servers: Start) -> None:
+    server, port = tcp_server(servers, "labcalc")
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock,
+        sock.makefile("rb") as reader,
+    ):
+        sock.sendall(b"dave\n")
+        reader.readline(), reader.readline()
+        sock.sendall(b"7" * 10_000_000 + b"\n15 + 35\n")
+        assert reader.readline() == b"ERROR line too long (max 1024 bytes)\r\n"
+        assert reader.readline() == b"50.0\r\n"
+    server.wait_for(r"Session ended \(dave\)$")
+
+
+def test_clients_say_when_no_server_listens(closed_tcp_port: int) -> None:
+    for client in ("knock", "calc"):
+        result = run_labproto(client, "--port", str(closed_tcp_port), input="")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == f"no server at 127.0.0.1:{closed_tcp_port} (connection refused)\n"
+
+
+def test_calc_client_says_when_the_server_drops_the_connection() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = subprocess.Popen(
+            [LABPROTO, "calc", "--port", str(port), "--name", "erin"],
+            env=child_environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        listener.settimeout(DEADLINE)
+        connection, _ = listener.accept()
+        connection.close()
+        out, err = client.communicate("1 + 1\n", timeout=DEADLINE)
+    assert (client.returncode, out) == (1, "")
+    assert err == (
+        f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"
+    )
+
+
+def test_a_port_in_use_is_one_log_line_and_exit_status_1(servers: Start) -> None:
+    first, port = tcp_server(servers, "knockknock")
+    second = servers("knockknock", "--port", f"tcp:{port}:interface=127.0.0.1")
+    second.wait_for(rf"Cannot listen on tcp:{port}:interface=127\.0\.0\.1: .*in use")
+    assert second.process.wait(DEADLINE) == 1
+    assert "Traceback" not in second.output()
+
+
+def test_calc_over_tls_with_a_certificate_the_client_trusts(
+    servers: Start, certificate: CertificateFiles
+) -> None:
+    endpoint = (
+        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
+    )
+    server, port = tcp_server(servers, "labcalc", "--port", endpoint)
+    result = run_labproto(
+        "calc", "--port", str(port), "--ca-file", str(certificate.certificate),
+        "--name", "frank", input="12 + 42\n",
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "Result: 54.0\nSession Ended\n",
+        "",
+    )
+    server.wait_for(r"frank: 12 \+ 42 = 54\.0$")
+
+
+def test_tls_client_refuses_a_certificate_it_does_not_trust(
+    servers: Start, certificate: CertificateFiles
+) -> None:
+    endpoint = (
+        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
+    )
+    _, port = tcp_server(servers, "knockknock", "--port", endpoint)
+    result = run_labproto("knock", "--port", str(port), "--tls")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"lost the connection to 127.0.0.1:{port}: TLS failed: ")
+    assert "certificate verify failed" in result.stderr
+
+
+def test_plaintext_client_does_not_get_an_answer_from_a_tls_server(
+    servers: Start, certificate: CertificateFiles
+) -> None:
+    endpoint = (
+        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
+    )
+    _, port = tcp_server(servers, "knockknock", "--port", endpoint)
+    result = run_labproto("knock", "--port", str(port), "--timeout", "10")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"lost the connection to 127.0.0.1:{port}")
