@@ -211,3 +211,34 @@ def test_plaintext_client_does_not_get_an_answer_from_a_tls_server(
     result = run_labproto("knock", "--port", str(port), "--timeout", "10")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.startswith(f"lost the connection to 127.0.0.1:{port}")
+
+
+def test_calc_client_notices_a_hang_up_while_its_user_has_not_typed_yet() -> None:
+    # The user's input stays open and empty: the client must not wait on it.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = subprocess.Popen(
+            [LABPROTO, "calc", "--port", str(port), "--name", "erin"],
+            env=child_environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        listener.settimeout(DEADLINE)
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rb") as reader:
+            connection.sendall(b"Welcome to labcalc. What's your name?\r\n")
+            assert reader.readline() == b"erin\r\n"
+            connection.sendall(b"Hello erin! Send an expression like 12 + 42, or q to quit.\r\n")
+        try:
+            status = client.wait(DEADLINE)
+        finally:
+            client.kill()
+        assert client.stdout is not None and client.stderr is not None
+        out, err = client.stdout.read(), client.stderr.read()
+        client.communicate()  # Closes the pipes.
+    assert (status, out) == (1, "")
+    assert err == f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"

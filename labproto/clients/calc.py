@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from twisted.internet.defer import Deferred
+
 from labproto import ports
 from labproto.calc.parser import CalculationError, split_expression
 from labproto.calc.protocol import INVALID_NAME, QUIT, SESSION_ENDED, parse_name
@@ -79,6 +81,10 @@ class CalculatorSession:
         if self.interactive:
             self.console.say(printable(server_line))
 
+    async def next_input(self) -> str | None:
+        """The user's next line, or None at the end of the input; ClientError if the server goes."""
+        return await self.server.while_connected(Deferred.fromCoroutine(self.lines.next_line()))
+
     async def ask(self, line: str) -> str:
         """Send one line and return the server's answer."""
         self.server.send(line)
@@ -88,7 +94,7 @@ class CalculatorSession:
         """Give the server a name; False if the input ended before one was given."""
         self.show(await self.server.receive())
         while name is None:
-            typed = await self.lines.next_line()
+            typed = await self.next_input()
             if typed is None:
                 return False
             name = parse_name(typed)
@@ -104,7 +110,7 @@ class CalculatorSession:
     async def calculate(self) -> None:
         """Send each well-formed input line and print its answer, until q or the input ends."""
         while True:
-            typed = await self.lines.next_line()
+            typed = await self.next_input()
             line = QUIT if typed is None else typed.strip()
             if not line:
                 continue
@@ -134,7 +140,7 @@ async def run(reactor: Any, options: argparse.Namespace, console: Console) -> No
     """Run one calculator session with the server of options."""
     server = await connect_lines(reactor, options)
     session = CalculatorSession(
-        server, InputLines(reactor, sys.stdin.buffer), console, sys.stdin.isatty()
+        server, InputLines(reactor, sys.stdin.fileno()), console, sys.stdin.isatty()
     )
     try:
         if await session.introduce(options.name):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import Any
 
 from twisted.internet.defer import DeferredQueue
 
@@ -15,6 +17,7 @@ MAX_INPUT_LINE = 64 * 1024
 # Lines read ahead of the client: enough to keep it busy, few enough that a
 # large piped file is not read into memory before the server has answered.
 READ_AHEAD = 64
+READ_SIZE = 64 * 1024
 
 
 class LineTooLong(str):
@@ -22,43 +25,55 @@ class LineTooLong(str):
 
 
 class InputLines:
-    """The lines of a stream such as standard input, read by a thread and handed to the reactor.
+    """The lines of a file descriptor such as standard input's, read by a thread for the reactor.
 
     A thread, because a blocking read works the same on a terminal, a pipe
     and a regular file, where the reactor cannot watch a regular file and
     Twisted's StandardIO would switch the terminal, which the shell shares,
     to non-blocking mode. The thread is a daemon, so that a client leaving
-    while a read still waits (the user never typed the line) is not held up.
+    while a read still waits (the user never typed the line) is not held
+    up; it reads the descriptor with os.read, because a daemon thread still
+    inside a buffered file object at exit makes Python abort.
     """
 
-    def __init__(self, reactor: Any, stream: BinaryIO) -> None:
+    def __init__(self, reactor: Any, fd: int) -> None:
         self._reactor = reactor
-        self._stream = stream
+        self._fd = fd
         self._lines: DeferredQueue[str | None] = DeferredQueue()
         self._room = threading.Semaphore(READ_AHEAD)
         threading.Thread(target=self._read, name="input lines", daemon=True).start()
 
     def _read(self) -> None:
         try:
-            while True:
+            for line in self._split_lines():
                 self._room.acquire()
-                line = self._stream.readline(MAX_INPUT_LINE + 1)
-                if not line:
-                    break
-                self._hand_over(self._line_text(line))
-        except (OSError, ValueError):
+                self._hand_over(line)
+        except OSError:
             pass  # An input that cannot be read ends like one that has ended.
         self._hand_over(None)
 
-    def _line_text(self, line: bytes) -> str:
-        if line.endswith(b"\n"):
-            return decode_text(line[:-1].removesuffix(b"\r"))
-        if len(line) <= MAX_INPUT_LINE:
-            return decode_text(line)  # The last line, without a line end.
-        while True:
-            rest = self._stream.readline(MAX_INPUT_LINE)
-            if not rest or rest.endswith(b"\n"):
-                return LineTooLong(decode_text(line[:MAX_INPUT_LINE]))
+    def _split_lines(self) -> Iterator[str]:
+        pending = b""
+        # The start of a line already known to be too long, while its end is awaited.
+        cut: bytes | None = None
+        while chunk := os.read(self._fd, READ_SIZE):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if cut is not None:
+                    line, cut = cut, None
+                    yield LineTooLong(decode_text(line))
+                elif len(line.removesuffix(b"\r")) > MAX_INPUT_LINE:
+                    yield LineTooLong(decode_text(line[:MAX_INPUT_LINE]))
+                else:
+                    yield decode_text(line.removesuffix(b"\r"))
+            if len(pending) > MAX_INPUT_LINE:
+                if cut is None:
+                    cut = pending[:MAX_INPUT_LINE]
+                pending = b""
+        if cut is not None:
+            yield LineTooLong(decode_text(cut))
+        elif pending:
+            yield decode_text(pending.removesuffix(b"\r"))  # The last line had no line end.
 
     def _hand_over(self, line: str | None) -> None:
         self._reactor.callFromThread(self._lines.put, line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
@@ -22,6 +22,8 @@ from labproto.text import decode_text, printable
 # line end is not one.
 MAX_SERVER_LINE = 64 * 1024
 CONNECT_TIMEOUT = 10.0
+
+_T = TypeVar("_T")
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +53,10 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class ServerMisbehaved(Exception):
+    """The server broke the line protocol, and the client hung up on it."""
+
+
 class LineClientProtocol(LineReceiver):
     """The client's end of a line connection: lines come in to a queue, go out with CRLF."""
 
@@ -62,6 +68,7 @@ class LineClientProtocol(LineReceiver):
         self._waiting: defer.Deferred[str] | None = None
         self.lost: Failure | None = None
         self.closed: defer.Deferred[None] = defer.Deferred()
+        self._lost_watchers: list[defer.Deferred[None]] = []
 
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -76,7 +83,7 @@ class LineClientProtocol(LineReceiver):
     def lineLengthExceeded(self, line: bytes) -> None:
         transport: Any = self.transport
         self.lost = Failure(
-            error.ConnectionLost(f"the server sent a line longer than {MAX_SERVER_LINE} bytes")
+            ServerMisbehaved(f"the server sent a line longer than {MAX_SERVER_LINE} bytes")
         )
         transport.abortConnection()
 
@@ -87,6 +94,21 @@ class LineClientProtocol(LineReceiver):
             waiting, self._waiting = self._waiting, None
             waiting.errback(self.lost)
         self.closed.callback(None)
+        watchers, self._lost_watchers = self._lost_watchers, []
+        for watcher in watchers:
+            watcher.callback(None)
+
+    def when_lost(self) -> defer.Deferred[None]:
+        """A Deferred that fires once the connection is lost; cancel it to stop watching."""
+        if self.lost is not None:
+            return defer.succeed(None)
+
+        def forget(cancelled: defer.Deferred[None]) -> None:
+            self._lost_watchers.remove(cancelled)
+
+        watcher: defer.Deferred[None] = defer.Deferred(forget)
+        self._lost_watchers.append(watcher)
+        return watcher
 
     def next_line(self) -> defer.Deferred[str]:
         """The next line from the server; fails with the reason if the connection is lost first."""
@@ -115,6 +137,8 @@ def _why_lost(reason: Failure) -> str:
         return f"TLS failed: {said or reason.getErrorMessage()}"
     if reason.check(error.ConnectionDone):
         return "the server closed the connection"
+    if reason.check(error.ConnectionLost):
+        return "the connection was cut off"
     return reason.getErrorMessage()
 
 
@@ -152,6 +176,18 @@ class ServerConnection:
             ) from None
         except Exception:
             raise self._connection_lost() from None
+
+    async def while_connected(self, waiting: defer.Deferred[_T]) -> _T:
+        """The result of waiting, or ClientError if the connection is lost first.
+
+        For what a client waits on besides the server, such as its user's
+        next line: a server that hangs up meanwhile is reported at once.
+        """
+        contenders: list[defer.Deferred[Any]] = [waiting, self.protocol.when_lost()]
+        winner, result = await defer.race(contenders)
+        if winner == 1:
+            raise self._connection_lost()
+        return result
 
     def _connection_lost(self) -> ClientError:
         assert self.protocol.lost is not None
