@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -87,7 +88,8 @@ def describe_listening(address: IAddress) -> str:
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is not None and port is not None:
         return f"TCP [{host}]:{port}" if ":" in host else f"TCP {host}:{port}"
-    return f"UNIX socket {getattr(address, 'name', '?')}"
+    name = getattr(address, "name", None)
+    return f"UNIX socket {os.fsdecode(name) if name is not None else '(unnamed)'}"
 
 
 @implementer(IStreamServerEndpoint)

@@ -208,9 +208,20 @@ def test_plaintext_client_does_not_get_an_answer_from_a_tls_server(
         f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
     )
     _, port = tcp_server(servers, "knockknock", "--port", endpoint)
-    result = run_labproto("knock", "--port", str(port), "--timeout", "10")
+    result = run_labproto("knock", "--port", str(port))
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr.startswith(f"lost the connection to 127.0.0.1:{port}")
+    assert result.stderr == (
+        f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"
+    )
+
+
+def test_tls_client_says_when_the_server_does_not_speak_tls(servers: Start) -> None:
+    _, port = tcp_server(servers, "knockknock")
+    result = run_labproto("knock", "--port", str(port), "--tls")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"lost the connection to 127.0.0.1:{port}: TLS failed: wrong version number\n"
+    )
 
 
 def test_calc_client_notices_a_hang_up_while_its_user_has_not_typed_yet() -> None:
