@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -253,3 +254,30 @@ def test_calc_client_notices_a_hang_up_while_its_user_has_not_typed_yet() -> Non
         client.communicate()  # Closes the pipes.
     assert (status, out) == (1, "")
     assert err == f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"
+
+
+def test_ctrl_c_ends_a_calc_session_with_q_and_status_0() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = subprocess.Popen(
+            [LABPROTO, "calc", "--port", str(port), "--name", "gil"],
+            env=child_environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        listener.settimeout(DEADLINE)
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rb") as reader:
+            connection.sendall(b"Welcome to labcalc. What's your name?\r\n")
+            assert reader.readline() == b"gil\r\n"
+            connection.sendall(b"Hello gil! Send an expression like 12 + 42, or q to quit.\r\n")
+            # The client's reactor runs (it has sent the name): Ctrl-C reaches it.
+            client.send_signal(signal.SIGINT)
+            farewell = reader.readline()
+        out, err = client.communicate(timeout=DEADLINE)
+    assert farewell == b"q\r\n"
+    assert (client.returncode, out, err) == (0, "", "")

@@ -138,7 +138,7 @@ class CalculatorSession:
 
 async def run(reactor: Any, options: argparse.Namespace, console: Console) -> None:
     """Run one calculator session with the server of options."""
-    server = await connect_lines(reactor, options)
+    server = await connect_lines(reactor, options, farewell=QUIT)
     session = CalculatorSession(
         server, InputLines(reactor, sys.stdin.fileno()), console, sys.stdin.isatty()
     )

@@ -16,6 +16,7 @@ from labproto.clients.common import (
     EXIT_OUTPUT_FAILED,
     ClientError,
     Console,
+    Interrupted,
     OutputClosed,
     detach_closed_output,
 )
@@ -51,6 +52,8 @@ async def run_client(reactor: Any, options: argparse.Namespace, console: Console
     """Run the chosen client, turning its ClientError into one line and an exit status."""
     try:
         await options.run(reactor, options, console)
+    except Interrupted:
+        pass
     except ClientError as e:
         console.complain(e.message)
         raise SystemExit(e.status) from None

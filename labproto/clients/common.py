@@ -24,6 +24,10 @@ class ClientError(Exception):
         self.status = status
 
 
+class Interrupted(Exception):
+    """The user stopped the client (Ctrl-C) while it waited; it ends quietly, with status 0."""
+
+
 class OutputClosed(Exception):
     """Standard output can take no more: its reader has gone, like ``head``, or its disk is full.
 

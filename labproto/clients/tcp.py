@@ -15,13 +15,15 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from labproto.clients.arguments import positive_float
-from labproto.clients.common import ClientError, describe_server
+from labproto.clients.common import ClientError, Interrupted, describe_server
 from labproto.text import decode_text, printable
 
 # Far more than any labproto server's line; a server sending more without a
 # line end is not one.
 MAX_SERVER_LINE = 64 * 1024
 CONNECT_TIMEOUT = 10.0
+# How long a client stopped by Ctrl-C waits to say farewell to its server.
+FAREWELL_TIMEOUT = 2.0
 
 _T = TypeVar("_T")
 
@@ -147,16 +149,42 @@ class ServerConnection:
 
     Every way the server can fail the client (refusing the connection, not
     answering in time, hanging up) ends in a ClientError, which the
-    labproto command prints as one line with exit status 1.
+    labproto command prints as one line with exit status 1. When the user
+    stops the client (Ctrl-C), the connection says farewell, a line such as
+    ``q`` that ends the session politely, and hangs up; what waited on the
+    server then ends in Interrupted, which is no failure.
     """
 
     def __init__(
-        self, reactor: Any, protocol: LineClientProtocol, where: str, timeout: float
+        self,
+        reactor: Any,
+        protocol: LineClientProtocol,
+        where: str,
+        timeout: float,
+        farewell: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.protocol = protocol
         self.where = where
         self.timeout = timeout
+        self.farewell = farewell
+        self.interrupted = False
+        self._on_shutdown = reactor.addSystemEventTrigger("before", "shutdown", self._hang_up)
+
+    def _hang_up(self) -> defer.Deferred[None] | None:
+        # The reactor is stopping with the connection still open: the user
+        # pressed Ctrl-C, or the client's work is done without close().
+        self.interrupted = True
+        transport: Any = self.protocol.transport
+        if self.protocol.lost is not None or transport is None:
+            return None
+        if self.farewell is not None:
+            self.protocol.send(self.farewell)
+        transport.loseConnection()
+        gone = self.protocol.when_lost()
+        gone.addTimeout(FAREWELL_TIMEOUT, self.reactor)
+        gone.addErrback(lambda failure: None)  # Shut down anyway.
+        return gone
 
     def send(self, text: str) -> None:
         """Send text to the server as one line."""
@@ -189,12 +217,15 @@ class ServerConnection:
             raise self._connection_lost()
         return result
 
-    def _connection_lost(self) -> ClientError:
+    def _connection_lost(self) -> Exception:
         assert self.protocol.lost is not None
+        if self.interrupted:
+            return Interrupted()
         return ClientError(f"lost the connection to {self.where}: {_why_lost(self.protocol.lost)}")
 
     async def close(self) -> None:
         """Hang up once whatever was sent has been written, and wait for the hang-up."""
+        self.reactor.removeSystemEventTrigger(self._on_shutdown)
         transport: Any = self.protocol.transport
         if self.protocol.lost is None and transport is not None:
             transport.loseConnection()
@@ -228,8 +259,13 @@ def client_endpoint(reactor: Any, options: argparse.Namespace) -> IStreamClientE
     return wrapClientTLS(ssl.optionsForClientTLS(options.host, trustRoot=trust), endpoint)
 
 
-async def connect_lines(reactor: Any, options: argparse.Namespace) -> ServerConnection:
-    """Connect to the server of options (--host, --port, --tls, --ca-file, --timeout)."""
+async def connect_lines(
+    reactor: Any, options: argparse.Namespace, farewell: str | None = None
+) -> ServerConnection:
+    """Connect to the server of options (--host, --port, --tls, --ca-file, --timeout).
+
+    farewell is the line to send if the user stops the client (Ctrl-C).
+    """
     where = describe_server(options.host, options.port)
     endpoint = client_endpoint(reactor, options)
     try:
@@ -242,4 +278,4 @@ async def connect_lines(reactor: Any, options: argparse.Namespace) -> ServerConn
         raise ClientError(f"no server at {where} (timed out connecting)") from None
     except error.ConnectError as e:
         raise ClientError(f"cannot connect to {where}: {e.osError or e}") from None
-    return ServerConnection(reactor, protocol, where, options.timeout)
+    return ServerConnection(reactor, protocol, where, options.timeout, farewell)
