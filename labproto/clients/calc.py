@@ -103,7 +103,9 @@ class CalculatorSession:
                 name = None
         answer = await self.ask(name)
         if answer.startswith("ERROR "):
-            raise ClientError(f"{self.server.where} refused the name {name!r}: {answer}")
+            raise ClientError(
+                f"{self.server.where} refused the name {name!r}: {printable(answer)}"
+            )
         self.show(answer)
         return True
 

@@ -24,6 +24,13 @@ class LineTooLong(str):
     """An input line longer than MAX_INPUT_LINE bytes: its start, marked as cut."""
 
 
+def _line_text(line: bytes) -> str:
+    line = line.removesuffix(b"\r")
+    if len(line) > MAX_INPUT_LINE:
+        return LineTooLong(decode_text(line[:MAX_INPUT_LINE]))
+    return decode_text(line)
+
+
 class InputLines:
     """The lines of a file descriptor such as standard input's, read by a thread for the reactor.
 
@@ -62,18 +69,17 @@ class InputLines:
                 if cut is not None:
                     line, cut = cut, None
                     yield LineTooLong(decode_text(line))
-                elif len(line.removesuffix(b"\r")) > MAX_INPUT_LINE:
-                    yield LineTooLong(decode_text(line[:MAX_INPUT_LINE]))
                 else:
-                    yield decode_text(line.removesuffix(b"\r"))
-            if len(pending) > MAX_INPUT_LINE:
+                    yield _line_text(line)
+            # One more byte may be the CR of a CRLF split between two reads.
+            if len(pending) > MAX_INPUT_LINE + 1:
                 if cut is None:
                     cut = pending[:MAX_INPUT_LINE]
                 pending = b""
         if cut is not None:
             yield LineTooLong(decode_text(cut))
         elif pending:
-            yield decode_text(pending.removesuffix(b"\r"))  # The last line had no line end.
+            yield _line_text(pending)  # The last line had no line end.
 
     def _hand_over(self, line: str | None) -> None:
         self._reactor.callFromThread(self._lines.put, line)

@@ -131,7 +131,10 @@ class LineClientProtocol(LineReceiver):
         self.transport.write(text.encode("utf-8") + b"\r\n")
 
 
-def _why_lost(reason: Failure) -> str:
+def _why_lost(reason: Failure, host: str) -> str:
+    if reason.type.__module__.startswith("service_identity"):
+        # The certificate is trusted but names other hosts than the one asked for.
+        return f"TLS failed: the server's certificate is not valid for {printable(host)}"
     if reason.type.__module__.startswith("OpenSSL"):
         # pyOpenSSL's error carries a list of (library, function, reason).
         errors = reason.value.args[0] if reason.value.args else []
@@ -159,22 +162,27 @@ class ServerConnection:
         self,
         reactor: Any,
         protocol: LineClientProtocol,
-        where: str,
+        host: str,
+        port: int,
         timeout: float,
         farewell: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.protocol = protocol
-        self.where = where
+        self.host = host
+        self.where = describe_server(host, port)
         self.timeout = timeout
         self.farewell = farewell
         self.interrupted = False
-        self._on_shutdown = reactor.addSystemEventTrigger("before", "shutdown", self._hang_up)
+        self._on_shutdown: Any = reactor.addSystemEventTrigger(
+            "before", "shutdown", self._hang_up
+        )
 
     def _hang_up(self) -> defer.Deferred[None] | None:
         # The reactor is stopping with the connection still open: the user
         # pressed Ctrl-C, or the client's work is done without close().
         self.interrupted = True
+        self._on_shutdown = None
         transport: Any = self.protocol.transport
         if self.protocol.lost is not None or transport is None:
             return None
@@ -202,6 +210,8 @@ class ServerConnection:
             raise ClientError(
                 f"no answer from {self.where} within {self.timeout:g} s"
             ) from None
+        except defer.CancelledError:
+            raise
         except Exception:
             raise self._connection_lost() from None
 
@@ -221,11 +231,14 @@ class ServerConnection:
         assert self.protocol.lost is not None
         if self.interrupted:
             return Interrupted()
-        return ClientError(f"lost the connection to {self.where}: {_why_lost(self.protocol.lost)}")
+        why = _why_lost(self.protocol.lost, self.host)
+        return ClientError(f"lost the connection to {self.where}: {why}")
 
     async def close(self) -> None:
         """Hang up once whatever was sent has been written, and wait for the hang-up."""
-        self.reactor.removeSystemEventTrigger(self._on_shutdown)
+        if self._on_shutdown is not None:
+            self.reactor.removeSystemEventTrigger(self._on_shutdown)
+            self._on_shutdown = None
         transport: Any = self.protocol.transport
         if self.protocol.lost is None and transport is not None:
             transport.loseConnection()
@@ -270,6 +283,12 @@ async def connect_lines(
     endpoint = client_endpoint(reactor, options)
     try:
         protocol = await connectProtocol(endpoint, LineClientProtocol())
+    except ValueError:
+        # Twisted refuses to look up a name that is not a valid host name,
+        # such as one with an underscore or an empty label.
+        raise ClientError(
+            f"cannot resolve host {printable(options.host)}: not a valid host name"
+        ) from None
     except error.ConnectionRefusedError:
         raise ClientError(f"no server at {where} (connection refused)") from None
     except error.DNSLookupError:
@@ -278,4 +297,6 @@ async def connect_lines(
         raise ClientError(f"no server at {where} (timed out connecting)") from None
     except error.ConnectError as e:
         raise ClientError(f"cannot connect to {where}: {e.osError or e}") from None
-    return ServerConnection(reactor, protocol, where, options.timeout, farewell)
+    return ServerConnection(
+        reactor, protocol, options.host, options.port, options.timeout, farewell
+    )

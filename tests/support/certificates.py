@@ -1,4 +1,4 @@
-"""A self-signed certificate made by a test, for servers on ssl: endpoints."""
+"""Self-signed certificates made by a test, for servers on ssl: endpoints."""
 
 from __future__ import annotations
 
@@ -21,10 +21,17 @@ class CertificateFiles:
     certificate: Path
 
 
-def make_certificate(directory: Path, name: str = "labproto test server") -> CertificateFiles:
-    """Write a key and a certificate valid for 127.0.0.1 and localhost for one day."""
+def _subject_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def self_signed(*names: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate valid for a day for names (host names or addresses), and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
         x509.CertificateBuilder()
@@ -35,18 +42,23 @@ def make_certificate(directory: Path, name: str = "labproto test server") -> Cer
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
+            x509.SubjectAlternativeName([_subject_name(name) for name in names]), critical=False
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    files = CertificateFiles(
-        directory / f"{name.replace(' ', '-')}-key.pem",
-        directory / f"{name.replace(' ', '-')}-cert.pem",
-    )
+    return certificate, key
+
+
+def pem(certificate: x509.Certificate) -> bytes:
+    """The certificate in PEM form."""
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def make_certificate(directory: Path) -> CertificateFiles:
+    """Write a key and a certificate valid for 127.0.0.1 and localhost into directory."""
+    certificate, key = self_signed("127.0.0.1", "localhost")
+    files = CertificateFiles(directory / "key.pem", directory / "cert.pem")
     files.key.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -54,5 +66,5 @@ def make_certificate(directory: Path, name: str = "labproto test server") -> Cer
             serialization.NoEncryption(),
         )
     )
-    files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files.certificate.write_bytes(pem(certificate))
     return files

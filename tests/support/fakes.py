@@ -1,14 +1,17 @@
-"""Fakes for unit tests: a datagram transport that records what a protocol sends."""
+"""Fakes for unit tests: a datagram transport, and a reactor whose shutdown a test starts."""
 
 from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.base import _ThreePhaseEvent
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.testing import FakeDatagramTransport
+from twisted.internet.testing import FakeDatagramTransport, MemoryReactorClock
 
 
 class FakeSocket:
@@ -63,3 +66,24 @@ class DatagramPort(FakeDatagramTransport):  # type: ignore[misc]
     def sent(self) -> list[bytes]:
         """The datagrams written so far, without their addresses."""
         return [packet for packet, _ in self.written]
+
+
+class ShutdownReactor(MemoryReactorClock):
+    """A MemoryReactorClock whose shutdown triggers work as the real reactor's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shutdown = _ThreePhaseEvent()
+
+    def addSystemEventTrigger(
+        self, phase: str, event_type: str, callable: Callable[..., Any], *args: Any, **kw: Any
+    ) -> Any:
+        assert event_type == "shutdown"
+        return self.shutdown.addTrigger(phase, callable, *args, **kw)
+
+    def removeSystemEventTrigger(self, trigger_id: Any) -> None:
+        self.shutdown.removeTrigger(trigger_id)
+
+    def begin_shutdown(self) -> None:
+        """Start stopping, as Ctrl-C does: run the before-shutdown triggers."""
+        self.shutdown.fireEvent()
