@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
@@ -26,7 +27,8 @@ def describe_peer(address: IAddress) -> str:
     if isinstance(host, str) and isinstance(port, int):
         return format_address(host, port)
     # A UNIX socket's peer has no host and port, and usually no name either.
-    return repr(getattr(address, "name", None) or "local peer")
+    name = getattr(address, "name", None)
+    return repr(os.fsdecode(name) if name else "local peer")
 
 
 @implementer(IHalfCloseableProtocol)

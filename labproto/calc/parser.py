@@ -101,7 +101,9 @@ def calculate(expression: Expression) -> float:
         result = OPERATIONS[expression.operator](expression.left, expression.right)
     except ZeroDivisionError:
         raise CalculationError(DIVISION_BY_ZERO) from None
-    if math.isinf(result):
+    # The largest floats round up, at 15 digits, to text that no float holds
+    # (1.79769313486232e+308): they are out of the range an answer can show.
+    if math.isinf(result) or math.isinf(float(format_result(result))):
         raise CalculationError(OUT_OF_RANGE)
     return result
 

@@ -1,0 +1,288 @@
+"""Line framing shared by the TCP services: LF or CRLF in, CRLF out, and a bounded line length."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.testing import StringTransport
+
+from labproto.lines import LineProtocol, LineServerFactory, describe_peer, line_too_long
+
+PEER = IPv4Address("TCP", "127.0.0.1", 5000)
+MAX_LINE = 16
+TOO_LONG = b"ERROR line too long (max 16 bytes)\r\n"
+
+
+class Recorder(LineProtocol):
+    """A line service that answers nothing and records every line it receives."""
+
+    def __init__(self, max_line: int) -> None:
+        super().__init__(max_line)
+        self.texts: list[str] = []
+
+    def textReceived(self, text: str) -> None:
+        self.texts.append(text)
+
+
+class Echo(LineProtocol):
+    """A line service that answers each line with its repr, so the transcript shows the order."""
+
+    def textReceived(self, text: str) -> None:
+        self.send_text(f"got {text!r}")
+
+
+class RecorderFactory(LineServerFactory):
+    protocol = Recorder
+
+
+class EchoFactory(LineServerFactory):
+    protocol = Echo
+
+
+def connected(max_line: int = MAX_LINE) -> tuple[Recorder, StringTransport]:
+    protocol = RecorderFactory(max_line).buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def echoing(max_line: int = MAX_LINE) -> tuple[Echo, StringTransport]:
+    protocol = EchoFactory(max_line).buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def feed_bytewise(protocol: LineProtocol, data: bytes) -> None:
+    for i in range(len(data)):
+        protocol.dataReceived(data[i : i + 1])
+
+
+def test_the_factory_gives_each_protocol_its_max_line_and_itself() -> None:
+    factory = RecorderFactory(2048)
+    protocol = factory.buildProtocol(PEER)
+    assert (protocol.max_line, protocol.factory) == (2048, factory)
+
+
+@pytest.mark.parametrize("line", [b"hello\n", b"hello\r\n"])
+def test_lf_and_crlf_endings_give_the_same_text(line: bytes) -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(line)
+    assert protocol.texts == ["hello"]
+
+
+def test_only_one_cr_before_the_lf_is_dropped() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"hello\r\r\n")
+    assert protocol.texts == ["hello\r"]
+
+
+def test_a_cr_inside_a_line_is_part_of_it() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"a\rb\n")
+    assert protocol.texts == ["a\rb"]
+
+
+def test_an_empty_line_is_received_as_empty_text() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"\r\n\n")
+    assert protocol.texts == ["", ""]
+
+
+def test_several_lines_in_one_chunk_are_received_in_order() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"one\ntwo\r\nthree\n")
+    assert protocol.texts == ["one", "two", "three"]
+
+
+def test_a_line_is_not_received_before_its_lf() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"hello\r")
+    assert protocol.texts == []
+
+
+def test_lines_fed_byte_by_byte_are_received_whole() -> None:
+    protocol, _ = connected()
+    feed_bytewise(protocol, b"one\r\ntwo\nthree\r\n")
+    assert protocol.texts == ["one", "two", "three"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_line_of_exactly_max_line_bytes_is_accepted(ending: bytes) -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"x" * MAX_LINE + ending)
+    assert (protocol.texts, transport.value()) == (["x" * MAX_LINE], b"")
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_line_of_exactly_max_line_bytes_fed_byte_by_byte_is_accepted(ending: bytes) -> None:
+    protocol, transport = connected()
+    feed_bytewise(protocol, b"x" * MAX_LINE + ending)
+    assert (protocol.texts, transport.value()) == (["x" * MAX_LINE], b"")
+
+
+def test_max_line_counts_bytes_not_characters() -> None:
+    protocol, transport = connected()
+    protocol.dataReceived("é".encode() * 8 + b"\n" + "é".encode() * 8 + b"a\n")
+    assert (protocol.texts, transport.value()) == (["é" * 8], TOO_LONG)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_line_one_byte_too_long_is_refused_with_the_exact_error_line(ending: bytes) -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"x" * (MAX_LINE + 1) + ending)
+    assert (protocol.texts, transport.value()) == ([], TOO_LONG)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_line_one_byte_too_long_fed_byte_by_byte_is_refused_once(ending: bytes) -> None:
+    protocol, transport = connected()
+    feed_bytewise(protocol, b"x" * (MAX_LINE + 1) + ending)
+    assert (protocol.texts, transport.value()) == ([], TOO_LONG)
+
+
+def test_the_error_line_names_the_configured_limit() -> None:
+    assert line_too_long(1024) == "ERROR line too long (max 1024 bytes)"
+
+
+def test_a_refused_line_keeps_the_connection_open() -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"x" * 100 + b"\n")
+    assert not transport.disconnecting
+
+
+def test_the_line_after_a_too_long_line_in_the_same_chunk_is_received() -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"x" * 100 + b"\r\nnext\r\nand more\n")
+    assert (protocol.texts, transport.value()) == (["next", "and more"], TOO_LONG)
+
+
+def test_the_line_after_a_too_long_line_fed_byte_by_byte_is_received() -> None:
+    protocol, transport = connected()
+    feed_bytewise(protocol, b"x" * 100 + b"\r\nnext\r\n")
+    assert (protocol.texts, transport.value()) == (["next"], TOO_LONG)
+
+
+def test_the_lf_ending_a_discarded_line_may_end_its_chunk() -> None:
+    protocol, transport = connected()
+    for chunk in (b"x" * 100, b"x" * 100 + b"\n", b"next\n"):
+        protocol.dataReceived(chunk)
+    assert (protocol.texts, transport.value()) == (["next"], TOO_LONG)
+
+
+def test_each_too_long_line_gets_its_own_error_line() -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"x" * 100 + b"\nok\n" + b"y" * 17 + b"\n")
+    assert (protocol.texts, transport.value()) == (["ok"], TOO_LONG * 2)
+
+
+def test_ten_megabytes_in_64k_chunks_get_one_error_and_bounded_memory() -> None:
+    protocol, transport = connected(max_line=1024)
+    chunk = 64 * 1024
+    data = b"z" * (10 * 1024 * 1024) + b"\nnext\n"
+    buffered = []
+    for start in range(0, len(data), chunk):
+        protocol.dataReceived(data[start : start + chunk])
+        buffered.append(len(protocol._buffer))
+    assert transport.value() == b"ERROR line too long (max 1024 bytes)\r\n"
+    assert protocol.texts == ["next"]
+    assert max(buffered) <= protocol.max_line + 1
+
+
+def test_invalid_utf8_becomes_the_replacement_character() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"caf\xc3\n\xff\xfeok\n")
+    assert protocol.texts == ["caf\ufffd", "\ufffd\ufffdok"]
+
+
+def test_nul_and_esc_reach_the_service_as_characters() -> None:
+    protocol, _ = connected()
+    protocol.dataReceived(b"a\x00b\x1b[2J\n")
+    assert protocol.texts == ["a\x00b\x1b[2J"]
+
+
+def test_the_server_ends_its_lines_with_crlf() -> None:
+    protocol, transport = connected()
+    protocol.send_text("héllo")
+    assert transport.value() == b"h\xc3\xa9llo\r\n"
+
+
+def test_a_half_close_closes_the_connection_after_the_answers_are_written() -> None:
+    protocol, transport = echoing()
+    protocol.dataReceived(b"last words\n")
+    protocol.readConnectionLost()
+    assert transport.value() == b"got 'last words'\r\n"
+    assert transport.disconnecting
+
+
+def test_an_unfinished_line_is_dropped_on_half_close() -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"no line end")
+    protocol.readConnectionLost()
+    assert (protocol.texts, transport.disconnecting) == ([], True)
+
+
+def test_a_peer_that_stops_reading_is_disconnected() -> None:
+    protocol, transport = connected()
+    protocol.writeConnectionLost()
+    assert transport.disconnecting
+
+
+def test_an_ipv4_peer_is_described_as_the_python_tuple() -> None:
+    assert describe_peer(IPv4Address("TCP", "127.0.0.1", 5000)) == "('127.0.0.1', 5000)"
+
+
+def test_an_ipv6_peer_is_described_as_the_python_tuple() -> None:
+    assert describe_peer(IPv6Address("TCP", "::1", 5000)) == "('::1', 5000)"
+
+
+def test_an_unnamed_unix_peer_is_described_as_a_local_peer() -> None:
+    assert describe_peer(UNIXAddress(None)) == "'local peer'"
+
+
+def test_a_named_unix_peer_is_described_by_its_path_as_text() -> None:
+    # Twisted keeps a UNIX address's name as bytes; a Python server prints the
+    # path it got from accept() as a str.
+    assert describe_peer(UNIXAddress("/tmp/client.sock")) == "'/tmp/client.sock'"
+
+
+def test_the_protocol_describes_its_transports_peer() -> None:
+    protocol, _ = connected()
+    assert protocol.peer() == "('127.0.0.1', 5000)"
+
+
+def expected_transcript(data: bytes, max_line: int) -> bytes:
+    """What Echo should send for data, a whole number of lines: the framing rules, spelled out."""
+    sent = []
+    for line in data.split(b"\n")[:-1]:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > max_line:
+            sent.append(line_too_long(max_line).encode() + b"\r\n")
+        else:
+            sent.append(f"got {line.decode('utf-8', 'replace')!r}".encode() + b"\r\n")
+    return b"".join(sent)
+
+
+LINE_BYTES = st.lists(st.sampled_from([b"a", b"\r", b"\xc3", b"\xa9", b"\x00"]), max_size=30)
+
+
+@given(
+    lines=st.lists(LINE_BYTES.map(b"".join), max_size=8),
+    max_line=st.integers(min_value=1, max_value=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=20),
+)
+def test_any_chunking_of_any_lines_follows_the_framing_rules(
+    lines: list[bytes], max_line: int, cuts: list[int]
+) -> None:
+    data = b"".join(line + b"\n" for line in lines)
+    protocol, transport = echoing(max_line)
+    points = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
+    for start, end in pairwise(points):
+        protocol.dataReceived(data[start:end])
+        assert len(protocol._buffer) <= max_line + 1
+    assert transport.value() == expected_transcript(data, max_line)
