@@ -44,6 +44,79 @@ def certificate(tmp_path: Path) -> CertificateFiles:
     return make_certificate(tmp_path)
 
 
+def tls_endpoint(certificate: CertificateFiles) -> str:
+    """The --port of a TLS server on a free port of 127.0.0.1."""
+    return (
+        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
+    )
+
+
+class PlayedServer:
+    """A labcalc server played by the test, line by line, with a real calc client connected."""
+
+    def __init__(self, connection: socket.socket, client: subprocess.Popen[str], port: int):
+        self.connection = connection
+        self.reader = connection.makefile("rb")
+        self.client = client
+        self.where = f"127.0.0.1:{port}"
+
+    def greet(self, name: bytes) -> None:
+        """Play the server's part of the login, up to the greeting."""
+        self.connection.sendall(b"Welcome to labcalc. What's your name?\r\n")
+        assert self.reader.readline() == name + b"\r\n"
+        self.connection.sendall(
+            b"Hello " + name + b"! Send an expression like 12 + 42, or q to quit.\r\n"
+        )
+
+    def hang_up(self) -> None:
+        """Close the connection, as a server that goes away does."""
+        self.reader.close()  # The socket stays open while its file object does.
+        self.connection.close()
+
+    def client_result(self) -> tuple[int, str, str]:
+        """The client's exit status and output, once it has ended by itself."""
+        try:
+            status = self.client.wait(DEADLINE)
+        finally:
+            self.client.kill()
+        assert self.client.stdout is not None and self.client.stderr is not None
+        return status, self.client.stdout.read(), self.client.stderr.read()
+
+
+@pytest.fixture
+def played_server() -> Iterator[Callable[..., PlayedServer]]:
+    """Start labproto calc with arguments against a server that the test plays itself."""
+    played: list[PlayedServer] = []
+
+    def start(*arguments: str) -> PlayedServer:
+        listener = socket.socket()
+        with listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.settimeout(DEADLINE)
+            port = listener.getsockname()[1]
+            client = subprocess.Popen(
+                [LABPROTO, "calc", "--port", str(port), *arguments],
+                env=child_environment(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            connection, _ = listener.accept()
+        played.append(PlayedServer(connection, client, port))
+        return played[-1]
+
+    yield start
+    for server in played:
+        server.hang_up()
+        server.client.kill()
+        server.client.wait()
+        for pipe in (server.client.stdin, server.client.stdout, server.client.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def test_knock_client_prints_the_servers_answer_as_the_lab_template_does(
     servers: Start,
 ) -> None:
@@ -139,26 +212,18 @@ def test_clients_say_when_no_server_listens(closed_tcp_port: int) -> None:
         assert result.stderr == f"no server at 127.0.0.1:{closed_tcp_port} (connection refused)\n"
 
 
-def test_calc_client_says_when_the_server_drops_the_connection() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        client = subprocess.Popen(
-            [LABPROTO, "calc", "--port", str(port), "--name", "erin"],
-            env=child_environment(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        listener.settimeout(DEADLINE)
-        connection, _ = listener.accept()
-        connection.close()
-        out, err = client.communicate("1 + 1\n", timeout=DEADLINE)
-    assert (client.returncode, out) == (1, "")
-    assert err == (
-        f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"
+def test_calc_client_says_when_the_server_drops_the_connection(
+    played_server: Callable[..., PlayedServer],
+) -> None:
+    server = played_server("--name", "erin")
+    server.hang_up()
+    assert server.client.stdin is not None
+    server.client.stdin.write("1 + 1\n")
+    server.client.stdin.close()
+    assert server.client_result() == (
+        1,
+        "",
+        f"lost the connection to {server.where}: the server closed the connection\n",
     )
 
 
@@ -173,9 +238,7 @@ def test_a_port_in_use_is_one_log_line_and_exit_status_1(servers: Start) -> None
 def test_calc_over_tls_with_a_certificate_the_client_trusts(
     servers: Start, certificate: CertificateFiles
 ) -> None:
-    endpoint = (
-        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
-    )
+    endpoint = tls_endpoint(certificate)
     server, port = tcp_server(servers, "labcalc", "--port", endpoint)
     result = run_labproto(
         "calc", "--port", str(port), "--ca-file", str(certificate.certificate),
@@ -192,9 +255,7 @@ def test_calc_over_tls_with_a_certificate_the_client_trusts(
 def test_tls_client_refuses_a_certificate_it_does_not_trust(
     servers: Start, certificate: CertificateFiles
 ) -> None:
-    endpoint = (
-        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
-    )
+    endpoint = tls_endpoint(certificate)
     _, port = tcp_server(servers, "knockknock", "--port", endpoint)
     result = run_labproto("knock", "--port", str(port), "--tls")
     assert (result.returncode, result.stdout) == (1, "")
@@ -205,9 +266,7 @@ def test_tls_client_refuses_a_certificate_it_does_not_trust(
 def test_plaintext_client_does_not_get_an_answer_from_a_tls_server(
     servers: Start, certificate: CertificateFiles
 ) -> None:
-    endpoint = (
-        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
-    )
+    endpoint = tls_endpoint(certificate)
     _, port = tcp_server(servers, "knockknock", "--port", endpoint)
     result = run_labproto("knock", "--port", str(port))
     assert (result.returncode, result.stdout) == (1, "")
@@ -225,59 +284,26 @@ def test_tls_client_says_when_the_server_does_not_speak_tls(servers: Start) -> N
     )
 
 
-def test_calc_client_notices_a_hang_up_while_its_user_has_not_typed_yet() -> None:
+def test_calc_client_notices_a_hang_up_while_its_user_has_not_typed_yet(
+    played_server: Callable[..., PlayedServer],
+) -> None:
     # The user's input stays open and empty: the client must not wait on it.
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        client = subprocess.Popen(
-            [LABPROTO, "calc", "--port", str(port), "--name", "erin"],
-            env=child_environment(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        listener.settimeout(DEADLINE)
-        connection, _ = listener.accept()
-        with connection, connection.makefile("rb") as reader:
-            connection.sendall(b"Welcome to labcalc. What's your name?\r\n")
-            assert reader.readline() == b"erin\r\n"
-            connection.sendall(b"Hello erin! Send an expression like 12 + 42, or q to quit.\r\n")
-        try:
-            status = client.wait(DEADLINE)
-        finally:
-            client.kill()
-        assert client.stdout is not None and client.stderr is not None
-        out, err = client.stdout.read(), client.stderr.read()
-        client.communicate()  # Closes the pipes.
-    assert (status, out) == (1, "")
-    assert err == f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"
+    server = played_server("--name", "erin")
+    server.greet(b"erin")
+    server.hang_up()
+    assert server.client_result() == (
+        1,
+        "",
+        f"lost the connection to {server.where}: the server closed the connection\n",
+    )
 
 
-def test_ctrl_c_ends_a_calc_session_with_q_and_status_0() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        client = subprocess.Popen(
-            [LABPROTO, "calc", "--port", str(port), "--name", "gil"],
-            env=child_environment(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        listener.settimeout(DEADLINE)
-        connection, _ = listener.accept()
-        with connection, connection.makefile("rb") as reader:
-            connection.sendall(b"Welcome to labcalc. What's your name?\r\n")
-            assert reader.readline() == b"gil\r\n"
-            connection.sendall(b"Hello gil! Send an expression like 12 + 42, or q to quit.\r\n")
-            # The client's reactor runs (it has sent the name): Ctrl-C reaches it.
-            client.send_signal(signal.SIGINT)
-            farewell = reader.readline()
-        out, err = client.communicate(timeout=DEADLINE)
-    assert farewell == b"q\r\n"
-    assert (client.returncode, out, err) == (0, "", "")
+def test_ctrl_c_ends_a_calc_session_with_q_and_status_0(
+    played_server: Callable[..., PlayedServer],
+) -> None:
+    server = played_server("--name", "gil")
+    server.greet(b"gil")
+    # The client's reactor runs (it has sent the name): Ctrl-C reaches it.
+    server.client.send_signal(signal.SIGINT)
+    assert server.reader.readline() == b"q\r\n"
+    assert server.client_result() == (0, "", "")
