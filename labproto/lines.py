@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IHalfCloseableProtocol,
+    IPushProducer,
+)
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
@@ -31,7 +36,7 @@ def describe_peer(address: IAddress) -> str:
     return repr(os.fsdecode(name) if name else "local peer")
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class LineProtocol(LineReceiver):
     """A LineReceiver that keeps the framing rules every labproto TCP service shares.
 
@@ -52,6 +57,7 @@ class LineProtocol(LineReceiver):
     _discarding = False
     # What followed a refused line in the same chunk of data: the next lines.
     _after_long_line = b""
+    _following_output = False
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.max_line = max_line
@@ -75,31 +81,51 @@ class LineProtocol(LineReceiver):
         assert self.transport is not None
         return describe_peer(self.transport.getPeer())
 
+    def _follow_output(self) -> None:
+        # The connection pauses this protocol, and so stops reading the
+        # peer, while more of its answers wait to be sent than the socket
+        # buffers take: a peer that sends and never reads cannot make the
+        # server hold its answers without limit. Not from the start: over
+        # TLS, an answer written before the handshake ends would pause the
+        # reading that the handshake itself needs.
+        cast(IConsumer, self.transport).registerProducer(self, True)
+        self._following_output = True
+
+    def hang_up(self) -> None:
+        """Close the connection once every answer has been written."""
+        assert self.transport is not None
+        if self._following_output:
+            # Twisted's TLS ends a connection only once no producer is left.
+            self._following_output = False
+            cast(IConsumer, self.transport).unregisterProducer()
+        self.transport.loseConnection()
+
     def dataReceived(self, data: bytes) -> None:
-        while data:
+        # An empty data, from resumeProducing(), goes on to LineReceiver,
+        # which then handles the lines it held while paused.
+        while True:
             if self._discarding:
                 end = data.find(self.delimiter)
                 if end < 0:
                     return
                 self._discarding = False
                 data = data[end + 1 :]
-                continue
             super().dataReceived(data)
             data, self._after_long_line = self._after_long_line, b""
-            if getattr(self.transport, "disconnecting", True):
+            if not data or getattr(self.transport, "disconnecting", True):
                 return
 
     def readConnectionLost(self) -> None:
         # An unfinished last line is dropped, like one cut by a lost connection.
-        assert self.transport is not None
-        self.transport.loseConnection()
+        self.hang_up()
 
     def writeConnectionLost(self) -> None:
         # Nothing more can reach the peer, so there is no point in reading on.
-        assert self.transport is not None
-        self.transport.loseConnection()
+        self.hang_up()
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        if not self._following_output:
+            self._follow_output()
         # line is what LineReceiver held when it gave up: the start of the
         # long line, and possibly its end and the lines after it.
         self.send_text(line_too_long(self.max_line))
@@ -110,6 +136,8 @@ class LineProtocol(LineReceiver):
             self._after_long_line = line[end + 1 :]
 
     def lineReceived(self, line: bytes) -> None:
+        if not self._following_output:
+            self._follow_output()
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.max_line:

@@ -232,6 +232,42 @@ def test_a_peer_that_stops_reading_is_disconnected() -> None:
     assert transport.disconnecting
 
 
+def test_the_connection_may_pause_the_protocol_once_the_peer_has_spoken() -> None:
+    protocol, transport = echoing()
+    assert transport.producer is None  # Over TLS the handshake is still going on.
+    protocol.dataReceived(b"hello\n")
+    assert (transport.producer, transport.streaming) == (protocol, True)
+
+
+def test_while_its_answers_wait_unsent_the_protocol_stops_reading() -> None:
+    protocol, transport = echoing()
+    protocol.dataReceived(b"one\n")
+    protocol.pauseProducing()  # What the connection does when its send buffer fills.
+    protocol.dataReceived(b"two\nthree\n")
+    assert transport.producerState == "paused"
+    assert transport.value() == b"got 'one'\r\n"
+
+
+def test_the_lines_held_while_paused_are_answered_on_resuming() -> None:
+    protocol, transport = echoing()
+    protocol.dataReceived(b"one\n")
+    protocol.pauseProducing()
+    protocol.dataReceived(b"two\n" + b"x" * 40 + b"\nthree\n")
+    protocol.resumeProducing()
+    assert transport.producerState == "producing"
+    assert transport.value() == (
+        b"got 'one'\r\ngot 'two'\r\n" + TOO_LONG + b"got 'three'\r\n"
+    )
+
+
+def test_hanging_up_lets_go_of_the_connection_before_closing_it() -> None:
+    # Twisted's TLS closes a connection only once it has no producer.
+    protocol, transport = echoing()
+    protocol.dataReceived(b"bye\n")
+    protocol.hang_up()
+    assert (transport.producer, transport.disconnecting) == (None, True)
+
+
 def test_an_ipv4_peer_is_described_as_the_python_tuple() -> None:
     assert describe_peer(IPv4Address("TCP", "127.0.0.1", 5000)) == "('127.0.0.1', 5000)"
 

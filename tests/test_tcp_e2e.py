@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import signal
 import socket
 import subprocess
@@ -203,6 +204,42 @@ def test_a_10_megabyte_line_is_refused_and_the_session_goes_on(servers: Start) -
         assert reader.readline() == b"ERROR line too long (max 1024 bytes)\r\n"
         assert reader.readline() == b"50.0\r\n"
     server.wait_for(r"Session ended \(dave\)$")
+
+
+def resident_mib(pid: int) -> float:
+    """The resident memory of a process, in MiB, as the kernel counts it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_a_peer_that_sends_and_never_reads_cannot_grow_the_server(servers: Start) -> None:
+    # Each joke told earns answers as long as itself: a server that read on
+    # while its answers could not be sent would hold all of them.
+    server, port = tcp_server(servers, "knockknock")
+    before = resident_mib(server.process.pid)
+    joke = b"Knock knock\n" + b"x" * 1000 + b"\npunchline\n"
+    jokes = joke * (65536 // len(joke))
+    sent = 0
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        while sent < 50_000_000:
+            # A second without room to send: the server has stopped reading.
+            _, writable, _ = select.select([], [sock], [], 1.0)
+            if not writable:
+                break
+            try:
+                sent += sock.send(jokes)
+            except BlockingIOError:
+                continue
+        grown = resident_mib(server.process.pid) - before
+        # Meanwhile the server serves everyone else.
+        assert run_labproto("knock", "--port", str(port)).returncode == 0
+    assert sent < 50_000_000, "the server read on"
+    assert grown < 50, f"the server grew by {grown:.0f} MiB"
 
 
 def test_clients_say_when_no_server_listens(closed_tcp_port: int) -> None:

@@ -85,10 +85,9 @@ class CalculatorProtocol(LineProtocol):
 
     def expression_received(self, expression: str) -> None:
         """Answer one expression, or end the session on ``q``."""
-        assert self.transport is not None
         if expression == QUIT:
             self.send_text(SESSION_ENDED)
-            self.transport.loseConnection()
+            self.hang_up()
             return
         result = answer(expression)
         self.log.info(
