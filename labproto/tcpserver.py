@@ -109,11 +109,10 @@ class AnnouncedEndpoint:
         listening = self.endpoint.listen(factory)
 
         def announce(port: IListeningPort) -> IListeningPort:
-            log.info(
-                "{service} listening on {where}",
-                service=self.name,
-                where=describe_listening(port.getHost()),
-            )
+            where = describe_listening(port.getHost())
+            if self.description.startswith("ssl:"):
+                where += " (TLS)"
+            log.info("{service} listening on {where}", service=self.name, where=where)
             return port
 
         def give_up(failure: Any) -> Any:

@@ -48,9 +48,7 @@ class Session:
         self.protocol = LineClientProtocol()
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
-        self.server = ServerConnection(
-            self.reactor, self.protocol, "127.0.0.1", 43391, timeout, farewell="q"
-        )
+        self.server = ServerConnection(self.reactor, self.protocol, "127.0.0.1", 43391, timeout)
         self.lines = ScriptedLines(*typed)
         self.out, self.err = io.StringIO(), io.StringIO()
         self.session = CalculatorSession(
@@ -86,6 +84,20 @@ def introduced(*typed: str, interactive: bool = False) -> Session:
 
 
 # introduce
+
+
+def test_ctrl_c_before_a_name_sends_no_q_which_would_be_taken_for_one() -> None:
+    session = Session()
+    session.introduce(None)
+    session.answer(WELCOME)
+    session.reactor.begin_shutdown()
+    assert session.sent() == []
+
+
+def test_ctrl_c_once_named_ends_the_session_with_q() -> None:
+    session = introduced()
+    session.reactor.begin_shutdown()
+    assert session.sent() == ["q"]
 
 
 def test_the_name_is_sent_after_the_welcome() -> None:

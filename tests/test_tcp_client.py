@@ -29,6 +29,7 @@ from labproto.clients.lines_in import MAX_INPUT_LINE, READ_SIZE, InputLines, Lin
 from labproto.clients.tcp import (
     FAREWELL_TIMEOUT,
     MAX_SERVER_LINE,
+    MAX_UNREAD_LINES,
     LineClientProtocol,
     ServerConnection,
     client_endpoint,
@@ -127,6 +128,22 @@ def test_a_line_at_the_limit_is_accepted() -> None:
     protocol.dataReceived(b"x" * MAX_SERVER_LINE + b"\n")
     assert result_of(protocol.next_line()) == "x" * MAX_SERVER_LINE
     assert not transport.disconnecting
+
+
+def test_a_server_sending_lines_nobody_asked_for_is_no_longer_read() -> None:
+    protocol, transport = connected()
+    protocol.dataReceived(b"spam\n" * (MAX_UNREAD_LINES + 10))
+    assert transport.producerState == "paused"
+
+
+def test_reading_resumes_when_the_client_catches_up_and_nothing_is_lost() -> None:
+    protocol, transport = connected()
+    flood = MAX_UNREAD_LINES + 10
+    protocol.dataReceived(b"".join(b"%d\n" % n for n in range(flood)))
+    read = [result_of(protocol.next_line()) for _ in range(MAX_UNREAD_LINES // 2 + 1)]
+    assert transport.producerState == "producing"
+    read += [result_of(protocol.next_line()) for _ in range(flood - len(read))]
+    assert read == [str(n) for n in range(flood)]
 
 
 def test_a_lost_connection_fails_the_line_waited_for() -> None:
@@ -343,6 +360,17 @@ def test_an_unreadable_ca_file_is_a_usage_error(tmp_path: Path) -> None:
     assert raised.value.message.startswith(f"cannot read --ca-file {missing}: ")
 
 
+def test_an_empty_ca_file_is_a_usage_error_that_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    with pytest.raises(ClientError) as raised:
+        client_endpoint(MemoryReactorClock(), options("--ca-file", str(empty)))
+    assert (raised.value.status, raised.value.message) == (
+        2,
+        f"cannot read --ca-file {empty}: no certificate in it",
+    )
+
+
 def test_a_ca_file_that_is_no_certificate_is_a_usage_error(tmp_path: Path) -> None:
     not_pem = tmp_path / "lab.pem"
     not_pem.write_text("this is not a certificate\n")
@@ -498,6 +526,25 @@ def answer_through(connecting: Connecting, server: Factory) -> Deferred[str]:
     answer = receive(connection)
     pump.flush()  # and run the server's TLS writes, which wait for the next clock tick
     return answer
+
+
+def test_every_certificate_of_the_ca_file_is_trusted(tmp_path: Path) -> None:
+    reactor = ShutdownReactor()
+    server, certificate_pem = tls_server("lab.example", reactor)
+    ca_file = tmp_path / "lab.pem"
+    ca_file.write_bytes(pem(self_signed("other.example")[0]) + certificate_pem)
+    connecting = Connecting("--host", "lab.example", "--ca-file", str(ca_file), reactor=reactor)
+    assert result_of(answer_through(connecting, server)) == (
+        "Welcome to labcalc. What's your name?"
+    )
+
+
+@pytest.mark.parametrize("host", ["lab_server", "."])
+def test_a_tls_host_name_that_no_certificate_could_name_is_one_clear_line(host: str) -> None:
+    connecting = Connecting("--host", host, "--tls")
+    assert failure_of(connecting.result, ClientError).message == (
+        f"cannot resolve host {host}: not a valid host name"
+    )
 
 
 def test_a_server_whose_certificate_the_ca_file_vouches_for_is_trusted(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from support.processes import (
     run_labproto,
 )
 
-LISTENING = r"listening on TCP \S+:(\d+)$"
+LISTENING = r"listening on TCP \S+:(\d+)(?: \(TLS\))?$"
 Start = Callable[..., ServerProcess]
 
 
@@ -175,6 +175,18 @@ def test_calc_client_ends_the_session_when_its_input_ends(servers: Start) -> Non
     server.wait_for(r"Session ended \(bob\)$")
 
 
+def test_calc_client_with_standard_input_closed_has_no_input(servers: Start) -> None:
+    _, port = tcp_server(servers, "labcalc")
+    result = subprocess.run(
+        ["bash", "-c", f'exec "$0" calc --port {port} --name hal <&-', LABPROTO],
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "Session Ended\n", "")
+
+
 def test_calc_server_logs_the_end_of_a_session_whose_client_vanished(servers: Start) -> None:
     server, port = tcp_server(servers, "labcalc")
     with (
@@ -277,6 +289,7 @@ def test_calc_over_tls_with_a_certificate_the_client_trusts(
 ) -> None:
     endpoint = tls_endpoint(certificate)
     server, port = tcp_server(servers, "labcalc", "--port", endpoint)
+    server.wait_for(rf"labcalc listening on TCP 127\.0\.0\.1:{port} \(TLS\)$")
     result = run_labproto(
         "calc", "--port", str(port), "--ca-file", str(certificate.certificate),
         "--name", "frank", input="12 + 42\n",

@@ -30,9 +30,8 @@ WELCOME = "Welcome to labcalc. What's your name?"
 QUIT = "q"
 SESSION_ENDED = "Session ended"
 MAX_NAME_LENGTH = 64
-INVALID_NAME = (
-    f"ERROR invalid name: use 1 to {MAX_NAME_LENGTH} characters and no control characters"
-)
+NAME_RULE = f"use 1 to {MAX_NAME_LENGTH} characters and no control characters"
+INVALID_NAME = f"ERROR invalid name: {NAME_RULE}"
 
 def hello(name: str) -> str:
     """The greeting that tells a named client what to send next."""

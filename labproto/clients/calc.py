@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -10,7 +11,7 @@ from twisted.internet.defer import Deferred
 
 from labproto import ports
 from labproto.calc.parser import CalculationError, split_expression
-from labproto.calc.protocol import INVALID_NAME, QUIT, SESSION_ENDED, parse_name
+from labproto.calc.protocol import NAME_RULE, QUIT, SESSION_ENDED, parse_name
 from labproto.clients import arguments
 from labproto.clients.common import ClientError, Console
 from labproto.clients.lines_in import MAX_INPUT_LINE, InputLines, LineTooLong
@@ -38,8 +39,7 @@ def name_argument(text: str) -> str:
     """--name: a name that labcalc accepts."""
     name = parse_name(text)
     if name is None:
-        rule = INVALID_NAME.removeprefix("ERROR invalid name: ")
-        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a name: {rule}")
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a name: {NAME_RULE}")
     return name
 
 
@@ -99,7 +99,7 @@ class CalculatorSession:
                 return False
             name = parse_name(typed)
             if name is None or isinstance(typed, LineTooLong):
-                self.console.complain(f"not sent: {INVALID_NAME.removeprefix('ERROR ')}")
+                self.console.complain(f"not sent: invalid name: {NAME_RULE}")
                 name = None
         answer = await self.ask(name)
         if answer.startswith("ERROR "):
@@ -107,6 +107,9 @@ class CalculatorSession:
                 f"{self.server.where} refused the name {name!r}: {printable(answer)}"
             )
         self.show(answer)
+        # From now on a Ctrl-C ends the session as q does; before, a q
+        # would have been taken for the name.
+        self.server.farewell = QUIT
         return True
 
     async def calculate(self) -> None:
@@ -140,10 +143,10 @@ class CalculatorSession:
 
 async def run(reactor: Any, options: argparse.Namespace, console: Console) -> None:
     """Run one calculator session with the server of options."""
-    server = await connect_lines(reactor, options, farewell=QUIT)
-    session = CalculatorSession(
-        server, InputLines(reactor, sys.stdin.fileno()), console, sys.stdin.isatty()
-    )
+    server = await connect_lines(reactor, options)
+    # With standard input closed (labproto calc <&-), there is no input at all.
+    stdin = sys.stdin.fileno() if sys.stdin is not None else os.open(os.devnull, os.O_RDONLY)
+    session = CalculatorSession(server, InputLines(reactor, stdin), console, os.isatty(stdin))
     try:
         if await session.introduce(options.name):
             await session.calculate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections import deque
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ from labproto.text import decode_text, printable
 # Far more than any labproto server's line; a server sending more without a
 # line end is not one.
 MAX_SERVER_LINE = 64 * 1024
+# Lines received and not yet asked for, past which the client stops reading.
+MAX_UNREAD_LINES = 256
 CONNECT_TIMEOUT = 10.0
 # How long a client stopped by Ctrl-C waits to say farewell to its server.
 FAREWELL_TIMEOUT = 2.0
@@ -79,8 +82,12 @@ class LineClientProtocol(LineReceiver):
         if self._waiting is not None:
             waiting, self._waiting = self._waiting, None
             waiting.callback(text)
-        else:
-            self._received.append(text)
+            return
+        self._received.append(text)
+        if len(self._received) >= MAX_UNREAD_LINES:
+            # Stop reading a server that sends what nobody has asked for yet,
+            # rather than hold all of it.
+            self.pauseProducing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         transport: Any = self.transport
@@ -115,7 +122,10 @@ class LineClientProtocol(LineReceiver):
     def next_line(self) -> defer.Deferred[str]:
         """The next line from the server; fails with the reason if the connection is lost first."""
         if self._received:
-            return defer.succeed(self._received.popleft())
+            line = self._received.popleft()
+            if self.paused and self.lost is None and len(self._received) < MAX_UNREAD_LINES // 2:
+                self.resumeProducing()
+            return defer.succeed(line)
         if self.lost is not None:
             return defer.fail(self.lost)
 
@@ -131,15 +141,20 @@ class LineClientProtocol(LineReceiver):
         self.transport.write(text.encode("utf-8") + b"\r\n")
 
 
+def _openssl_reasons(exception: BaseException) -> str:
+    """The reasons that a pyOpenSSL error carries, as a list of (library, function, reason)."""
+    errors = exception.args[0] if exception.args else []
+    if not isinstance(errors, list):
+        return ""
+    return "; ".join(str(entry[-1]) for entry in errors if isinstance(entry, tuple))
+
+
 def _why_lost(reason: Failure, host: str) -> str:
     if reason.type.__module__.startswith("service_identity"):
         # The certificate is trusted but names other hosts than the one asked for.
         return f"TLS failed: the server's certificate is not valid for {printable(host)}"
     if reason.type.__module__.startswith("OpenSSL"):
-        # pyOpenSSL's error carries a list of (library, function, reason).
-        errors = reason.value.args[0] if reason.value.args else []
-        said = "; ".join(str(entry[-1]) for entry in errors if isinstance(entry, tuple))
-        return f"TLS failed: {said or reason.getErrorMessage()}"
+        return f"TLS failed: {_openssl_reasons(reason.value) or reason.getErrorMessage()}"
     if reason.check(error.ConnectionDone):
         return "the server closed the connection"
     if reason.check(error.ConnectionLost):
@@ -263,13 +278,37 @@ def client_endpoint(reactor: Any, options: argparse.Namespace) -> IStreamClientE
 
     trust: Any = None
     if options.ca_file is not None:
-        try:
-            trust = ssl.trustRootFromCertificates(
-                [ssl.Certificate.loadPEM(options.ca_file.read_bytes())]
-            )
-        except Exception as e:  # OSError, or the many errors of a bad PEM
-            raise ClientError(f"cannot read --ca-file {options.ca_file}: {e}", status=2) from None
-    return wrapClientTLS(ssl.optionsForClientTLS(options.host, trustRoot=trust), endpoint)
+        trust = ssl.trustRootFromCertificates(_certificates_in(options.ca_file))
+    try:
+        tls = ssl.optionsForClientTLS(options.host, trustRoot=trust)
+    except ValueError:
+        # The IDNA encoding of a name that is no host name (lab_server, "."),
+        # which a certificate could never name.
+        raise ClientError(
+            f"cannot resolve host {printable(options.host)}: not a valid host name"
+        ) from None
+    return wrapClientTLS(tls, endpoint)
+
+
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+def _certificates_in(path: Path) -> list[Any]:
+    """Every certificate in a PEM file, or ClientError (a usage error) saying why there is none."""
+    from twisted.internet import ssl
+
+    try:
+        blocks = _PEM_CERTIFICATE.findall(path.read_bytes())
+        if not blocks:
+            raise ValueError("no certificate in it")
+        return [ssl.Certificate.loadPEM(block) for block in blocks]
+    except OSError as e:
+        reason = e.strerror or str(e)
+    except Exception as e:  # ValueError, or OpenSSL's error for a broken block
+        reason = _openssl_reasons(e) or str(e)
+    raise ClientError(f"cannot read --ca-file {path}: {reason}", status=2)
 
 
 async def connect_lines(
