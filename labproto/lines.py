@@ -157,11 +157,10 @@ class LineServerFactory(Factory):
     # Twisted's "Starting factory <... object at 0x...>" tells a reader
     # nothing that the service's own "listening on" line does not.
     noisy = False
+    protocol: Any
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.max_line = max_line
-
-    protocol: Any
 
     def buildProtocol(self, addr: Any) -> LineProtocol:
         protocol: LineProtocol = self.protocol(self.max_line)
