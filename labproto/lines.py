@@ -85,9 +85,9 @@ class LineProtocol(LineReceiver):
         # The connection pauses this protocol, and so stops reading the
         # peer, while more of its answers wait to be sent than the socket
         # buffers take: a peer that sends and never reads cannot make the
-        # server hold its answers without limit. Not from the start: over
-        # TLS, an answer written before the handshake ends would pause the
-        # reading that the handshake itself needs.
+        # server hold its answers without limit. Not from the start but from
+        # the peer's first bytes: over TLS, an answer written before the
+        # handshake ends would pause the reading that the handshake needs.
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._following_output = True
 
@@ -101,6 +101,8 @@ class LineProtocol(LineReceiver):
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        if data and not self._following_output:
+            self._follow_output()
         # An empty data, from resumeProducing(), goes on to LineReceiver,
         # which then handles the lines it held while paused.
         while True:
@@ -124,8 +126,6 @@ class LineProtocol(LineReceiver):
         self.hang_up()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        if not self._following_output:
-            self._follow_output()
         # line is what LineReceiver held when it gave up: the start of the
         # long line, and possibly its end and the lines after it.
         self.send_text(line_too_long(self.max_line))
@@ -136,8 +136,6 @@ class LineProtocol(LineReceiver):
             self._after_long_line = line[end + 1 :]
 
     def lineReceived(self, line: bytes) -> None:
-        if not self._following_output:
-            self._follow_output()
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.max_line:

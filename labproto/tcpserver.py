@@ -21,6 +21,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from labproto.lines import DEFAULT_MAX_LINE
+from labproto.ports import parse_port_number
 
 # Enough for any line a person types, and small enough that a thousand
 # connections each holding a full line cost about a megabyte.
@@ -32,10 +33,7 @@ log = Logger()
 def endpoint_description(text: str) -> str:
     """Turn --port's value into an endpoint description: a bare port number means tcp:N."""
     if re.fullmatch(r"[0-9]+", text):
-        number = int(text)
-        if number > 65535:
-            raise usage.UsageError(f"--port must be a TCP port number from 0 to 65535, not {text}")
-        return f"tcp:{number}"
+        return f"tcp:{parse_port_number(text, 'TCP')}"
     return text
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from twisted.application import internet, service
 from twisted.internet import abstract
 from twisted.internet.error import CannotListenError
@@ -11,21 +9,12 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from labproto.ports import parse_port_number
+
 # The largest payload a UDP datagram can carry: read whole datagrams, so that
 # an oversized one is logged at its true size rather than cut at Twisted's
 # default 8 KiB buffer.
 MAX_DATAGRAM = 65535
-
-
-def parse_port_number(text: str) -> int:
-    """Parse a UDP port number, 0 (any free port) to 65535, or raise UsageError."""
-    # Plain digits only: int() would also take "+5" and "4_3387".
-    number = int(text) if re.fullmatch(r"[0-9]{1,5}", text) else -1
-    if not 0 <= number <= 65535:
-        raise usage.UsageError(
-            f"--port must be a UDP port number from 0 to 65535, not {text!r}"
-        )
-    return number
 
 
 def listening_parameters(default_port: int) -> list[list[object]]:
@@ -50,7 +39,7 @@ class UDPServerOptions(usage.Options):
     """The options every UDP server takes: where to listen (see listening_parameters)."""
 
     def postOptions(self) -> None:
-        self["port"] = parse_port_number(self["port"])
+        self["port"] = parse_port_number(self["port"], "UDP")
         interface = self["interface"]
         if interface and not (
             abstract.isIPAddress(interface) or abstract.isIPv6Address(interface)

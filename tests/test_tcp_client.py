@@ -161,11 +161,13 @@ def test_lines_received_before_the_connection_was_lost_still_come() -> None:
     failure_of(protocol.next_line(), error.ConnectionDone)
 
 
-def test_closed_fires_when_the_connection_is_lost() -> None:
+def test_when_lost_fires_when_the_connection_is_lost() -> None:
     protocol, _ = connected()
-    assert not protocol.closed.called
+    lost = protocol.when_lost()
+    assert not lost.called
     protocol.connectionLost(Failure(error.ConnectionDone()))
-    assert result_of(protocol.closed) is None
+    assert result_of(lost) is None
+    assert result_of(protocol.when_lost()) is None
 
 
 def test_a_cancelled_wait_does_not_swallow_the_next_line() -> None:

@@ -76,7 +76,7 @@ def test_an_endpoint_description_is_kept_as_it_is(tap: ModuleType, port: str) ->
 def test_a_port_number_above_65535_is_a_usage_error(tap: ModuleType) -> None:
     with pytest.raises(usage.UsageError) as refused:
         parsed(tap, "--port", "70000")
-    assert str(refused.value) == "--port must be a TCP port number from 0 to 65535, not 70000"
+    assert str(refused.value) == "--port must be a TCP port number from 0 to 65535, not '70000'"
 
 
 @pytest.mark.parametrize("tap", TAPS)

@@ -72,7 +72,6 @@ class LineClientProtocol(LineReceiver):
         self._received: deque[str] = deque()
         self._waiting: defer.Deferred[str] | None = None
         self.lost: Failure | None = None
-        self.closed: defer.Deferred[None] = defer.Deferred()
         self._lost_watchers: list[defer.Deferred[None]] = []
 
     def lineReceived(self, line: bytes) -> None:
@@ -102,7 +101,6 @@ class LineClientProtocol(LineReceiver):
         if self._waiting is not None:
             waiting, self._waiting = self._waiting, None
             waiting.errback(self.lost)
-        self.closed.callback(None)
         watchers, self._lost_watchers = self._lost_watchers, []
         for watcher in watchers:
             watcher.callback(None)
@@ -257,7 +255,7 @@ class ServerConnection:
         transport: Any = self.protocol.transport
         if self.protocol.lost is None and transport is not None:
             transport.loseConnection()
-        closed = self.protocol.closed
+        closed = self.protocol.when_lost()
         closed.addTimeout(self.timeout, self.reactor)
         try:
             await closed
