@@ -33,6 +33,7 @@ MAX_NAME_LENGTH = 64
 NAME_RULE = f"use 1 to {MAX_NAME_LENGTH} characters and no control characters"
 INVALID_NAME = f"ERROR invalid name: {NAME_RULE}"
 
+
 def hello(name: str) -> str:
     """The greeting that tells a named client what to send next."""
     return f"Hello {name}! Send an expression like {EXAMPLE}, or {QUIT} to quit."
