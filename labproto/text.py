@@ -63,3 +63,29 @@ def without_controls(text: str) -> str:
     An escape sequence loses its ESC and so shows as plain characters.
     """
     return _TERMINAL_CONTROLS.sub("", text)
+
+
+# What a terminal would take as one escape sequence, so that it is removed
+# whole rather than leaving "[31m" behind: a CSI sequence (ESC [ or C1 CSI,
+# then parameters and a final byte), a string command (OSC, DCS, SOS, PM, APC)
+# up to its terminator or the end of the text, or any other ESC sequence.
+_ESCAPE_SEQUENCE = re.compile(
+    "(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    "|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?"
+    "|\x1b[ -/]*[0-~]?"
+)
+# The Unicode controls that reorder the text after them (embeddings,
+# overrides, isolates): relayed, they would let one user make a line read
+# differently from what was typed, or spill into the lines around it.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_message(text: str) -> str:
+    """Make a peer's text safe to relay to other people's terminals, and trim it.
+
+    Escape sequences go whole, then every remaining control character (C0
+    but TAB, DEL, C1) and the bidirectional embedding, override and isolate
+    characters; what is left is stripped of surrounding whitespace.
+    """
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    return _BIDI_CONTROLS.sub("", without_controls(text)).strip()

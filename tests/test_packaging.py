@@ -23,6 +23,7 @@ PLUGINS = {
     "udptime": "The lab's UDP date/time server (UDP port 43388).",
     "knockknock": "The lab's TCP knock-knock server (TCP port 43390).",
     "labcalc": "The lab's TCP calculator server (TCP port 43391).",
+    "labchat": "The lab's multi-user TCP chat room (TCP port 43389).",
 }
 PLUGIN_FILES = {f"twisted/plugins/labproto_{name}.py" for name in PLUGINS}
 

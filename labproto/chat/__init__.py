@@ -1,0 +1,1 @@
+"""labchat: the multi-client chat room."""

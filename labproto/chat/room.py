@@ -1,0 +1,235 @@
+"""The chat room: the registry of who is present, and every broadcast of the room.
+
+The room speaks to the people in it only through IChatMember, so that it
+never learns what carries their lines: a TCP connection today, a WebSocket
+or another node of the room tomorrow. It formats and encodes each broadcast
+once and hands every recipient the same bytes; see Twisted Words'
+``Group`` for the model, which, unlike this room, formats per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface
+
+from labproto.chat import wire
+from labproto.chat.names import name_key, sort_names
+from labproto.lines import SERVER_LINE_END
+from labproto.text import printable
+
+DEFAULT_MAX_USERS = 1000
+# How long the people present get, at shutdown, to receive the notice
+# before their connections are cut.
+SHUTDOWN_GRACE = 3.0
+
+
+class IChatMember(Interface):
+    """Someone present in the room, before or after logging in, as the room sees them."""
+
+    name = Attribute("The name the member logged in with, or None before that.")
+    peer = Attribute("Where the member connects from, for the log: ``('10.0.0.7', 5000)``.")
+
+    def deliver(line: bytes) -> None:  # noqa: N805 (zope interfaces have no self)
+        """Send one line, UTF-8 ending with CRLF, as it is.
+
+        Called once per member for each broadcast, so it must be cheap, and
+        it must not call back into the room: a member that has to go (a
+        reader too slow for its send queue, say) cuts its connection and
+        leaves later, from its connection's end.
+        """
+
+    def end(line: bytes) -> None:  # noqa: N805
+        """Send this last line, then close the connection once it is written."""
+
+    def cut_off() -> None:
+        """Close the connection now, whatever is still waiting to be sent."""
+
+
+def encode_line(text: str) -> bytes:
+    """Encode text as one line on the wire: UTF-8 ending with CRLF."""
+    return text.encode("utf-8") + SERVER_LINE_END
+
+
+class ChatRoom:
+    """The one room of a labchat server: who is present, who is logged in, and what they hear.
+
+    Every change of the room (join, leave, rename) and every message goes
+    through here, so the registry stays consistent whatever way a user
+    leaves: the name is free again as soon as leave() returns.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, clock: IReactorTime, max_users: int = DEFAULT_MAX_USERS, quiet: bool = False
+    ) -> None:
+        self.clock = clock
+        self.max_users = max_users
+        # Whether each message is logged; joins, leaves and renames always are.
+        self.quiet = quiet
+        self._members: dict[str, IChatMember] = {}
+        self._present: set[IChatMember] = set()
+        self._closing = False
+        self._emptied: Deferred[None] | None = None
+
+    def __len__(self) -> int:
+        """How many users are logged in."""
+        return len(self._members)
+
+    def is_full(self) -> bool:
+        """Whether one more user would pass --max-users."""
+        return len(self._members) >= self.max_users
+
+    def is_closing(self) -> bool:
+        """Whether the server is shutting down, so no one may join any more."""
+        return self._closing
+
+    def arrive(self, visitor: IChatMember) -> None:
+        """Note a new connection, logged in or not, so that shutdown reaches it."""
+        self._present.add(visitor)
+
+    def depart(self, visitor: IChatMember) -> None:
+        """Note that a connection has ended; it must have left the room first."""
+        self._present.discard(visitor)
+        if not self._present and self._emptied is not None:
+            emptied, self._emptied = self._emptied, None
+            emptied.callback(None)
+
+    def find(self, name: str) -> IChatMember | None:
+        """The member logged in as name, in any case, or None."""
+        return self._members.get(name_key(name))
+
+    def sorted_names(self) -> list[str]:
+        """Every logged-in user's name, in the order every list of users shows them."""
+        return sort_names([member.name for member in self._members.values()])
+
+    def join(self, member: IChatMember, name: str, peer: str) -> str | None:
+        """Log member in as name, or return the error line that refuses it.
+
+        The member is greeted, and everyone else told. The name must already
+        follow the rules (names.parse_name).
+        """
+        key = name_key(name)
+        if key in self._members:
+            return wire.name_taken(name)
+        if self.is_full() or self._closing:
+            return wire.ROOM_FULL
+        member.name = name
+        self._members[key] = member
+        self.log.info("{name} joined from {peer}", name=name, peer=peer)
+        count = len(self._members)
+        # A join costs no sorting once the welcome line no longer lists names.
+        names = self.sorted_names() if count <= wire.NAMES_PER_LINE else []
+        member.deliver(encode_line(wire.welcome(name, count, names)))
+        self.broadcast(wire.joined(name), exclude=member)
+        return None
+
+    def leave(self, member: IChatMember, reason: str) -> None:
+        """Take member out of the room, free its name, and tell everyone else why."""
+        name = member.name
+        if self._members.get(name_key(name)) is not member:
+            return
+        del self._members[name_key(name)]
+        if self._closing:
+            # Everyone is leaving at once: telling each about all the others
+            # would cost the square of the room's size, and say nothing.
+            self.log.info("{name} left ({reason})", name=name, reason=wire.SERVER_SHUTTING_DOWN)
+            return
+        self.log.info("{name} left ({reason})", name=name, reason=reason)
+        self.broadcast(wire.left(name, reason))
+
+    def rename(self, member: IChatMember, new_name: str) -> str | None:
+        """Give member a new name and tell everyone, or return the error line that refuses it."""
+        old_name = member.name
+        new_key = name_key(new_name)
+        holder = self._members.get(new_key)
+        if holder is not None and holder is not member:
+            return wire.name_taken(new_name)
+        del self._members[name_key(old_name)]
+        self._members[new_key] = member
+        member.name = new_name
+        self.log.info("{old} is now known as {new}", old=old_name, new=new_name)
+        self.broadcast(wire.renamed(old_name, new_name))
+        return None
+
+    def say(self, member: IChatMember, text: str) -> None:
+        """Relay member's message, already cleaned, to everyone, member included."""
+        line = wire.said(member.name, text)
+        if not self.quiet:
+            self.log.info("{line}", line=printable(line))
+        self.broadcast(line)
+
+    def act(self, member: IChatMember, text: str) -> None:
+        """Relay member's /me action, already cleaned, to everyone."""
+        line = wire.action(member.name, text)
+        if not self.quiet:
+            self.log.info("{line}", line=printable(line))
+        self.broadcast(line)
+
+    def whisper(self, sender: IChatMember, recipient_name: str, text: str) -> str | None:
+        """Send a /msg to one user, or return the error line that refuses it.
+
+        Its text is not logged: only the two users are meant to read it.
+        """
+        recipient = self.find(recipient_name)
+        if recipient is None:
+            return wire.no_such_user(recipient_name)
+        recipient.deliver(encode_line(wire.whispered(sender.name, text)))
+        sender.deliver(encode_line(wire.whisper_sent(recipient.name, text)))
+        if not self.quiet:
+            self.log.info(
+                "{sender} sent {recipient} a private message",
+                sender=sender.name,
+                recipient=recipient.name,
+            )
+        return None
+
+    def broadcast(self, text: str, exclude: IChatMember | None = None) -> None:
+        """Send one line to every user but exclude, encoded once: the same bytes to all."""
+        line = encode_line(text)
+        for member in self._members.values():
+            if member is not exclude:
+                member.deliver(line)
+
+    def shut_down(self) -> Deferred[None]:
+        """Tell everyone present that the server is stopping, and close every connection.
+
+        The Deferred fires once all have closed, or after SHUTDOWN_GRACE
+        seconds, when those still open (readers too slow to take the notice)
+        are cut off.
+        """
+        self._closing = True
+        if not self._present:
+            return succeed(None)
+        self.log.info("Shutting down: telling {count} connections", count=len(self._present))
+        notice = encode_line(wire.SHUTTING_DOWN)
+        for visitor in list(self._present):
+            visitor.end(notice)
+        emptied: Deferred[None] = Deferred()
+        self._emptied = emptied
+        timer = self.clock.callLater(SHUTDOWN_GRACE, self._cut_off, list(self._present))
+        emptied.addBoth(_cancelling(timer))
+        return emptied
+
+    def _cut_off(self, visitors: Iterable[IChatMember]) -> None:
+        slow = [visitor for visitor in visitors if visitor in self._present]
+        self.log.warn("Cutting off {count} connections still sending", count=len(slow))
+        for visitor in slow:
+            visitor.cut_off()
+        if self._emptied is not None:
+            emptied, self._emptied = self._emptied, None
+            emptied.callback(None)
+
+
+def _cancelling(timer: Any) -> Any:
+    def cancel(result: object) -> object:
+        if timer.active():
+            timer.cancel()
+        return result
+
+    return cancel

@@ -1,0 +1,232 @@
+"""One person's time in the room: the login dialogue, then their messages and commands.
+
+A ChatSession never touches a socket: it reads lines from its connection
+and writes bytes to it through IChatConnection, which each transport (the
+TCP line protocol here, a WebSocket elsewhere) implements in its own
+module. Tests drive it with a fake connection and a task.Clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from labproto.chat import wire
+from labproto.chat.limits import TokenBucket, UserLimits
+from labproto.chat.names import parse_name
+from labproto.chat.room import ChatRoom, IChatMember, encode_line
+from labproto.text import clean_message
+
+
+class IChatConnection(Interface):
+    """What a session needs of the connection that carries it."""
+
+    def send(line: bytes) -> None:  # noqa: N805 (zope interfaces have no self)
+        """Send one line, UTF-8 ending with CRLF, as it is; cheap, and never re-entrant."""
+
+    def close() -> None:
+        """Close the connection once what was sent has been written."""
+
+    def abort() -> None:
+        """Close the connection now, dropping whatever is still unsent."""
+
+
+class Stage(enum.Enum):
+    """Where a session is: the one state of a labchat connection."""
+
+    LOGIN = "login"
+    CHAT = "chat"
+    GONE = "gone"
+
+
+@implementer(IChatMember)
+class ChatSession:
+    """The chat logic of one connection, from its first line to its last."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        room: ChatRoom,
+        connection: IChatConnection,
+        peer: str,
+        limits: UserLimits,
+        clock: IReactorTime,
+    ) -> None:
+        self.room = room
+        self.connection = connection
+        self.peer = peer
+        self.limits = limits
+        self.clock = clock
+        self.name: str | None = None
+        self.stage = Stage.LOGIN
+        # Straight to the connection: every broadcast calls this once per user.
+        self.deliver: Callable[[bytes], None] = connection.send
+        self._flood = TokenBucket(limits.burst, limits.rate, clock)
+        self._flooding = False
+        self._login_timer: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """Greet a new connection with the login prompt, or turn it away if the room is full."""
+        self.log.info("Connected {peer}", peer=self.peer)
+        self.room.arrive(self)
+        if self.room.is_full() or self.room.is_closing():
+            self.log.info("Room full: turned away {peer}", peer=self.peer)
+            self.stage = Stage.GONE
+            self.end(encode_line(wire.ROOM_FULL))
+            return
+        self.send_text(wire.PROMPT)
+        if self.limits.login_timeout:
+            self._login_timer = self.clock.callLater(
+                self.limits.login_timeout, self._login_timed_out
+            )
+
+    def end(self, line: bytes) -> None:
+        """Send a last line and close the connection after it."""
+        self.connection.send(line)
+        self.connection.close()
+
+    def cut_off(self) -> None:
+        """Close the connection now."""
+        self.connection.abort()
+
+    def send_text(self, text: str) -> None:
+        """Send one line to this user alone."""
+        self.deliver(encode_line(text))
+
+    def line_received(self, text: str) -> None:
+        """Handle one line from the user: a name while logging in, then a message or command."""
+        if self.stage is Stage.CHAT:
+            self._chat(text)
+        elif self.stage is Stage.LOGIN:
+            self._log_in(text)
+
+    def connection_lost(self, reason: str = wire.CONNECTION_LOST) -> None:
+        """The connection has ended: leave the room, if still in it, for reason."""
+        self._stop_login_timer()
+        if self.stage is Stage.CHAT:
+            self.room.leave(self, reason)
+        elif self.stage is Stage.LOGIN:
+            self.log.info("Disconnected {peer} before logging in", peer=self.peer)
+        self.stage = Stage.GONE
+        self.room.depart(self)
+
+    def _log_in(self, text: str) -> None:
+        name = parse_name(text)
+        if name is None:
+            self.send_text(wire.INVALID_NAME)
+            return
+        refusal = self.room.join(self, name, self.peer)
+        if refusal == wire.ROOM_FULL:
+            self.log.info("Room full: turned away {peer}", peer=self.peer)
+            self.stage = Stage.GONE
+            self.end(encode_line(refusal))
+        elif refusal is not None:
+            self.send_text(refusal)
+        else:
+            self.stage = Stage.CHAT
+            self._stop_login_timer()
+
+    def _login_timed_out(self) -> None:
+        self._login_timer = None
+        self.log.info("Login timed out: {peer}", peer=self.peer)
+        self.stage = Stage.GONE
+        self.end(encode_line(wire.LOGIN_TIMED_OUT))
+
+    def _stop_login_timer(self) -> None:
+        if self._login_timer is not None:
+            self._login_timer.cancel()
+            self._login_timer = None
+
+    def _chat(self, text: str) -> None:
+        if not text or text.isspace():
+            return
+        if text.startswith("/") and not text.startswith("//"):
+            word, rest = _split_word(text)
+            if word.lower() == "/quit":
+                # Never held back by flood control: a flooder may always leave.
+                self.command_quit(rest)
+            elif self._may_send():
+                command = getattr(self, "command_" + word[1:].lower(), None)
+                if command is None:
+                    self.send_text(wire.unknown_command(clean_message(word)))
+                else:
+                    command(rest)
+        elif self._may_send():
+            message = clean_message(text[1:] if text.startswith("/") else text)
+            if message:
+                self.room.say(self, message)
+
+    def _may_send(self) -> bool:
+        if self._flood.take():
+            self._flooding = False
+            return True
+        if not self._flooding:
+            self._flooding = True
+            self.log.warn(
+                "{name} sends too fast: dropping lines past {burst} at once or {rate}/s",
+                name=self.name,
+                burst=self.limits.burst,
+                rate=self.limits.rate,
+            )
+        self.send_text(wire.SLOW_DOWN)
+        return False
+
+    def command_me(self, rest: str) -> None:
+        """``/me waves``: everyone sees ``* alice waves``."""
+        action = clean_message(rest)
+        if not action:
+            self.send_text(wire.usage("/me ACTION"))
+            return
+        self.room.act(self, action)
+
+    def command_msg(self, rest: str) -> None:
+        """``/msg bob psst``: bob alone sees ``*alice* psst``."""
+        recipient, text = _split_word(rest)
+        message = clean_message(text)
+        if not recipient or not message:
+            self.send_text(wire.usage("/msg NAME TEXT"))
+            return
+        refusal = self.room.whisper(self, clean_message(recipient), message)
+        if refusal is not None:
+            self.send_text(refusal)
+
+    def command_who(self, rest: str) -> None:
+        """``/who``: the names of everyone logged in."""
+        for line in wire.who(self.room.sorted_names()):
+            self.send_text(line)
+
+    def command_nick(self, rest: str) -> None:
+        """``/nick carol``: everyone sees ``* alice is now known as carol``."""
+        if not rest.strip():
+            self.send_text(wire.usage("/nick NAME"))
+            return
+        name = parse_name(rest)
+        refusal = wire.INVALID_NAME if name is None else self.room.rename(self, name)
+        if refusal is not None:
+            self.send_text(refusal)
+
+    def command_help(self, rest: str) -> None:
+        """``/help``: the list of commands."""
+        for line in wire.HELP:
+            self.send_text(line)
+
+    def command_quit(self, rest: str) -> None:
+        """``/quit [reason]``: say goodbye, leave, and close the connection."""
+        assert self.name is not None
+        self.send_text(wire.bye(self.name))
+        self.stage = Stage.GONE
+        self.room.leave(self, clean_message(rest) or wire.QUIT)
+        self.connection.close()
+
+
+def _split_word(text: str) -> tuple[str, str]:
+    """Split the first word of text, at any whitespace, from the rest."""
+    words = text.split(None, 1)
+    if not words:
+        return "", ""
+    return words[0], words[1] if len(words) == 2 else ""

@@ -1,0 +1,151 @@
+"""twistd wiring for labchat: ``twistd -n labchat [--port ENDPOINT] [limits] [--quiet]``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python import usage
+
+from labproto import ports
+from labproto.chat import limits
+from labproto.chat.protocol import UNSENT_WHEN_PAUSED, ChatFactory
+from labproto.chat.room import DEFAULT_MAX_USERS, ChatRoom
+from labproto.tcpserver import TCPServerOptions, listening_parameters, tcp_service
+
+_SIZE = re.compile(r"([0-9]+)\s*(k|kib|m|mib)?", re.IGNORECASE)
+_UNITS = {None: 1, "k": 1024, "kib": 1024, "m": 1024 * 1024, "mib": 1024 * 1024}
+
+
+def parse_size(text: str) -> int | None:
+    """A number of bytes, ``1048576``, ``1024K`` or ``1MiB``, or None if text is not one."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        return None
+    unit = match.group(2)
+    return int(match.group(1)) * _UNITS[unit.lower() if unit else None]
+
+
+def _number(text: str, option: str, minimum: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum or value == float("inf"):
+        raise usage.UsageError(f"--{option} must be a number from {minimum:g} up, not {text!r}")
+    return value
+
+
+class Options(TCPServerOptions):
+    """Options of the labchat server."""
+
+    synopsis = (
+        "[--port N|ENDPOINT] [--max-line N] [--login-timeout S] [--burst N] [--rate N] "
+        "[--sendq BYTES] [--max-users N] [--quiet]"
+    )
+    longdesc = (
+        "The lab's TCP chat room: everyone who connects picks a name and talks to "
+        "everyone else; /help lists the commands. Join it with: "
+        "labproto chat --host THIS-HOST (or nc THIS-HOST 43389)"
+    )
+    optFlags = [["quiet", "q", "Do not log each message (joins, leaves and renames still are)."]]
+    optParameters = listening_parameters(ports.LABCHAT) + [
+        [
+            "login-timeout",
+            None,
+            f"{limits.DEFAULT_LOGIN_TIMEOUT:g}",
+            "Seconds a connection may take to log in before it is closed; 0 waits for ever.",
+        ],
+        ["burst", None, str(limits.DEFAULT_BURST), "Lines a user may send at once."],
+        [
+            "rate",
+            None,
+            f"{limits.DEFAULT_RATE:g}",
+            "Lines per second a user may go on sending after a burst; 0 turns flood control off.",
+        ],
+        [
+            "sendq",
+            None,
+            "1MiB",
+            "Output a user may leave unread (bytes, or with K or M) before being disconnected.",
+        ],
+        ["max-users", None, str(DEFAULT_MAX_USERS), "Users the room holds at once."],
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["login-timeout"] = _number(self["login-timeout"], "login-timeout", 0)
+        self["rate"] = _number(self["rate"], "rate", 0)
+        for option in ("burst", "max-users"):
+            if not re.fullmatch(r"[0-9]+", self[option]) or int(self[option]) < 1:
+                raise usage.UsageError(
+                    f"--{option} must be a whole number from 1 up, not {self[option]!r}"
+                )
+            self[option] = int(self[option])
+        sendq = parse_size(self["sendq"])
+        if sendq is None or sendq < UNSENT_WHEN_PAUSED:
+            # Less could not be told apart from a connection that is merely busy.
+            raise usage.UsageError(
+                f"--sendq must be a size of at least {UNSENT_WHEN_PAUSED // 1024}K "
+                f"(bytes, or with K or M), not {self['sendq']!r}"
+            )
+        self["sendq"] = sendq
+
+    def user_limits(self) -> limits.UserLimits:
+        """The per-user limits these options set."""
+        return limits.UserLimits(
+            max_line=self["max-line"],
+            login_timeout=self["login-timeout"],
+            burst=self["burst"],
+            rate=self["rate"],
+            sendq=self["sendq"],
+        )
+
+
+class ChatRoomService(Service):
+    """Opens the room for as many users as the system allows, and empties it politely at stop."""
+
+    log = Logger()
+
+    def __init__(self, room: ChatRoom) -> None:
+        self.room = room
+
+    def startService(self) -> None:
+        super().startService()
+        before, after = limits.raise_open_file_limit()
+        if after > before:
+            self.log.info(
+                "Open file limit raised from {before} to {after}", before=before, after=after
+            )
+        else:
+            self.log.info("Open file limit: {limit}", limit=after)
+        if after < self.room.max_users + 100:
+            self.log.warn(
+                "The open file limit {limit} holds fewer users than --max-users {max_users}:"
+                " raise it (ulimit -n) or lower --max-users",
+                limit=after,
+                max_users=self.room.max_users,
+            )
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.room.shut_down()
+
+
+def makeService(options: Options, reactor: Any = None) -> MultiService:
+    """Serve labchat on the endpoint of options, with the limits they set."""
+    if reactor is None:
+        from twisted.internet import reactor
+    clock: IReactorTime = reactor
+    room = ChatRoom(clock, max_users=options["max-users"], quiet=options["quiet"])
+    top = MultiService()
+    # Services stop in the reverse order of their start: the port closes
+    # first, so nobody joins the room while it says goodbye.
+    ChatRoomService(room).setServiceParent(top)
+    factory = ChatFactory(room, options.user_limits(), clock)
+    tcp_service(options, factory, "labchat", reactor).setServiceParent(top)
+    return top
