@@ -208,10 +208,13 @@ class ChatRoom:
             return succeed(None)
         self.log.info("Shutting down: telling {count} connections", count=len(self._present))
         notice = encode_line(wire.SHUTTING_DOWN)
+        emptied: Deferred[None] = Deferred()
+        # Set before the notices go out: a connection may close at once.
+        self._emptied = emptied
         for visitor in list(self._present):
             visitor.end(notice)
-        emptied: Deferred[None] = Deferred()
-        self._emptied = emptied
+        if emptied.called:
+            return emptied
         timer = self.clock.callLater(SHUTDOWN_GRACE, self._cut_off, list(self._present))
         emptied.addBoth(_cancelling(timer))
         return emptied

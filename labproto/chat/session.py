@@ -87,6 +87,8 @@ class ChatSession:
 
     def end(self, line: bytes) -> None:
         """Send a last line and close the connection after it."""
+        # Nothing may follow the last line, not even the login deadline.
+        self._stop_login_timer()
         self.connection.send(line)
         self.connection.close()
 
@@ -168,7 +170,7 @@ class ChatSession:
         if not self._flooding:
             self._flooding = True
             self.log.warn(
-                "{name} sends too fast: dropping lines past {burst} at once or {rate}/s",
+                "{name} sends too fast: dropping lines past {burst} at once or {rate:g}/s",
                 name=self.name,
                 burst=self.limits.burst,
                 rate=self.limits.rate,
