@@ -298,6 +298,42 @@ def test_a_tls_failure_without_reasons_still_says_tls_failed() -> None:
     assert message.startswith(f"lost the connection to {WHERE}: TLS failed: ")
 
 
+def test_receive_waiting_forever_has_no_timeout() -> None:
+    server, clock, _ = server_connection(timeout=10)
+    answer = Deferred.fromCoroutine(server.receive(wait_forever=True))
+    clock.advance(3600)
+    assert not answer.called
+    server.protocol.dataReceived(b"<bob> hi\r\n")
+    assert result_of(answer) == "<bob> hi"
+
+
+def test_while_connected_gives_the_result_of_what_it_waits_on() -> None:
+    server, _, _ = server_connection()
+    typed: Deferred[str] = Deferred()
+    waiting = Deferred.fromCoroutine(server.while_connected(typed))
+    typed.callback("hello")
+    assert result_of(waiting) == "hello"
+
+
+def test_while_connected_raises_the_failure_of_what_it_waits_on() -> None:
+    server, _, _ = server_connection()
+    typed: Deferred[str] = Deferred()
+    waiting = Deferred.fromCoroutine(server.while_connected(typed))
+    typed.errback(OSError("input broken"))
+    assert str(failure_of(waiting, OSError)) == "input broken"
+
+
+def test_while_connected_reports_a_lost_connection_at_once() -> None:
+    server, _, _ = server_connection()
+    typed: Deferred[str] = Deferred()
+    waiting = Deferred.fromCoroutine(server.while_connected(typed))
+    server.protocol.connectionLost(Failure(error.ConnectionDone()))
+    assert failure_of(waiting, ClientError).message == (
+        f"lost the connection to {WHERE}: the server closed the connection"
+    )
+    assert typed.called  # The wait was cancelled.
+
+
 def test_close_hangs_up_and_waits_for_the_hang_up() -> None:
     server, _, transport = server_connection()
     closing = Deferred.fromCoroutine(server.close())

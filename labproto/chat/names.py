@@ -6,7 +6,8 @@ import re
 
 MAX_NAME_LENGTH = 24
 # ASCII only, so that no two names can look alike ("Ꭺlice" and "Alice").
-_NAME = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_NAME_LENGTH}}}")
+NAME_PATTERN = rf"[A-Za-z0-9_.-]{{1,{MAX_NAME_LENGTH}}}"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def parse_name(text: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 from twisted.internet import task
 
 from labproto import __version__
-from labproto.clients import calc, echo, knock, time
+from labproto.clients import calc, chat, echo, knock, time
 from labproto.clients.arguments import UsageParser
 from labproto.clients.common import (
     EXIT_OK,
@@ -26,6 +26,7 @@ CLIENTS = {
     "time": (time, "ask udptime for the date or the time, round after round"),
     "knock": (knock, "tell knockknock a knock-knock joke"),
     "calc": (calc, "a calculator session with labcalc, typed or piped"),
+    "chat": (chat, "join the labchat room, at a terminal or scripted"),
 }
 
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=summary, description=module.DESCRIPTION, epilog=parser.epilog
         )
         module.add_arguments(subparser)
-        subparser.set_defaults(run=module.run)
+        subparser.set_defaults(run=module.run, prepare=getattr(module, "prepare", None))
     return parser
 
 
@@ -71,4 +72,8 @@ async def run_client(reactor: Any, options: argparse.Namespace, console: Console
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the labproto command."""
     options = build_parser().parse_args(argv)
+    if options.prepare is not None:
+        # Before task.react imports the reactor: a client may need another
+        # one than the default (labproto chat at a terminal needs asyncio's).
+        options.prepare(options)
     task.react(run_client, (options, Console()))

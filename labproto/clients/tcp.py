@@ -160,6 +160,13 @@ def _why_lost(reason: Failure, host: str) -> str:
     return reason.getErrorMessage()
 
 
+class _Failed:
+    """A failure carried as a result, through what would otherwise ignore it."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
 class ServerConnection:
     """A connected server, with the answers and failures a client's user should read.
 
@@ -213,10 +220,15 @@ class ServerConnection:
             raise self._connection_lost()
         self.protocol.send(text)
 
-    async def receive(self) -> str:
-        """The server's next line, or ClientError if it does not come within the timeout."""
+    async def receive(self, *, wait_forever: bool = False) -> str:
+        """The server's next line, or ClientError if it does not come within the timeout.
+
+        With wait_forever, only a lost connection ends the wait: the next
+        line of a chat room may come in a second or in an hour.
+        """
         answer = self.protocol.next_line()
-        answer.addTimeout(self.timeout, self.reactor)
+        if not wait_forever:
+            answer.addTimeout(self.timeout, self.reactor)
         try:
             return await answer
         except defer.TimeoutError:
@@ -234,10 +246,17 @@ class ServerConnection:
         For what a client waits on besides the server, such as its user's
         next line: a server that hangs up meanwhile is reported at once.
         """
-        contenders: list[defer.Deferred[Any]] = [waiting, self.protocol.when_lost()]
+        # race() fires with the first success and ignores failures, so a
+        # failure of waiting travels to here as a result, to be raised.
+        contenders: list[defer.Deferred[Any]] = [
+            waiting.addErrback(_Failed),
+            self.protocol.when_lost(),
+        ]
         winner, result = await defer.race(contenders)
         if winner == 1:
             raise self._connection_lost()
+        if isinstance(result, _Failed):
+            result.failure.raiseException()
         return result
 
     def _connection_lost(self) -> Exception:
