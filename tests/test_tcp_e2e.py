@@ -10,25 +10,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.certificates import CertificateFiles, make_certificate
+from support.certificates import CertificateFiles, make_certificate, tls_endpoint
 from support.processes import (
     DEADLINE,
     LABPROTO,
     ServerProcess,
     child_environment,
+    resident_mib,
     run_labproto,
+    tcp_server,
 )
 
-LISTENING = r"listening on TCP \S+:(\d+)(?: \(TLS\))?$"
 Start = Callable[..., ServerProcess]
-
-
-def tcp_server(servers: Start, plugin: str, *options: str) -> tuple[ServerProcess, int]:
-    """Start a TCP service on a free port of 127.0.0.1 and return it with the port it took."""
-    if "--port" not in options:
-        options = ("--port", "tcp:0:interface=127.0.0.1", *options)
-    server = servers(plugin, *options)
-    return server, int(server.wait_for(LISTENING).group(1))
 
 
 @pytest.fixture
@@ -43,13 +36,6 @@ def closed_tcp_port() -> Iterator[int]:
 def certificate(tmp_path: Path) -> CertificateFiles:
     """A self-signed certificate for 127.0.0.1, made for this test."""
     return make_certificate(tmp_path)
-
-
-def tls_endpoint(certificate: CertificateFiles) -> str:
-    """The --port of a TLS server on a free port of 127.0.0.1."""
-    return (
-        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
-    )
 
 
 class PlayedServer:
@@ -218,14 +204,6 @@ def test_a_10_megabyte_line_is_refused_and_the_session_goes_on(servers: Start) -
     server.wait_for(r"Session ended \(dave\)$")
 
 
-def resident_mib(pid: int) -> float:
-    """The resident memory of a process, in MiB, as the kernel counts it."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
 def test_a_peer_that_sends_and_never_reads_cannot_grow_the_server(servers: Start) -> None:
     # Each joke told earns answers as long as itself: a server that read on
     # while its answers could not be sent would hold all of them.
@@ -353,7 +331,12 @@ def test_ctrl_c_ends_a_calc_session_with_q_and_status_0(
 ) -> None:
     server = played_server("--name", "gil")
     server.greet(b"gil")
-    # The client's reactor runs (it has sent the name): Ctrl-C reaches it.
+    # An expression sent shows that the client has read the greeting, and
+    # with it learned its farewell: a Ctrl-C before that would only hang up.
+    assert server.client.stdin is not None
+    server.client.stdin.write("1 + 1\n")
+    server.client.stdin.flush()
+    assert server.reader.readline() == b"1 + 1\r\n"
     server.client.send_signal(signal.SIGINT)
     assert server.reader.readline() == b"q\r\n"
     assert server.client_result() == (0, "", "")

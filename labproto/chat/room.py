@@ -96,9 +96,8 @@ class ChatRoom:
     def depart(self, visitor: IChatMember) -> None:
         """Note that a connection has ended; it must have left the room first."""
         self._present.discard(visitor)
-        if not self._present and self._emptied is not None:
-            emptied, self._emptied = self._emptied, None
-            emptied.callback(None)
+        if not self._present:
+            self._stop_waiting()
 
     def find(self, name: str) -> IChatMember | None:
         """The member logged in as name, in any case, or None."""
@@ -221,9 +220,19 @@ class ChatRoom:
 
     def _cut_off(self, visitors: Iterable[IChatMember]) -> None:
         slow = [visitor for visitor in visitors if visitor in self._present]
-        self.log.warn("Cutting off {count} connections still sending", count=len(slow))
+        self.log.warn(
+            "Cutting off {count} connections not closed within {grace:g} s",
+            count=len(slow),
+            grace=SHUTDOWN_GRACE,
+        )
         for visitor in slow:
             visitor.cut_off()
+        # A connection cut off is lost a moment later, in the reactor's next
+        # turn, and then leaves the room; stopping before that turn would
+        # lose its leave. This call comes after those, in case one does not.
+        self.clock.callLater(0, self._stop_waiting)
+
+    def _stop_waiting(self) -> None:
         if self._emptied is not None:
             emptied, self._emptied = self._emptied, None
             emptied.callback(None)

@@ -143,8 +143,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     clock: IReactorTime = reactor
     room = ChatRoom(clock, max_users=options["max-users"], quiet=options["quiet"])
     top = MultiService()
-    # Services stop in the reverse order of their start: the port closes
-    # first, so nobody joins the room while it says goodbye.
+    # Services stop in the reverse order of their start: the port stops
+    # accepting first, so nobody joins the room while it says goodbye.
     ChatRoomService(room).setServiceParent(top)
     factory = ChatFactory(room, options.user_limits(), clock)
     tcp_service(options, factory, "labchat", reactor).setServiceParent(top)

@@ -68,3 +68,10 @@ def make_certificate(directory: Path) -> CertificateFiles:
     )
     files.certificate.write_bytes(pem(certificate))
     return files
+
+
+def tls_endpoint(certificate: CertificateFiles) -> str:
+    """The --port of a TLS server on a free port of 127.0.0.1, with this key and certificate."""
+    return (
+        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}"
+    )

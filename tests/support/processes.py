@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # The console scripts of the environment the tests run in: the same twistd
@@ -98,6 +98,31 @@ class ServerProcess:
 def start_twistd(plugin: str, *options: str, cwd: Path) -> ServerProcess:
     """Start ``twistd -n plugin options`` in cwd, without a pid file."""
     return ServerProcess([TWISTD, "--nodaemon", "--pidfile=", plugin, *options], cwd)
+
+
+# The line a TCP service logs once it listens; group 1 is the port it took.
+TCP_LISTENING = r"listening on TCP \S+:(\d+)(?: \(TLS\))?$"
+
+
+def tcp_server(
+    servers: Callable[..., ServerProcess], plugin: str, *options: str
+) -> tuple[ServerProcess, int]:
+    """Start a TCP service on a free port of 127.0.0.1 and return it with the port it took.
+
+    servers is the conftest fixture of that name.
+    """
+    if "--port" not in options:
+        options = ("--port", "tcp:0:interface=127.0.0.1", *options)
+    server = servers(plugin, *options)
+    return server, int(server.wait_for(TCP_LISTENING).group(1))
+
+
+def resident_mib(pid: int) -> float:
+    """The resident memory of a process, in MiB, as the kernel counts it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def run_labproto(
