@@ -374,3 +374,28 @@ def test_pausing_again_without_resuming_does_not_restart_the_count() -> None:
     bob.protocol.pauseProducing()
     say_40(alice, 1)
     assert bob.transport.disconnected
+
+
+class NagleRecordingTransport(StringTransport):
+    """A transport that records whether Nagle's algorithm was turned off."""
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+def test_a_connection_sends_each_line_at_once_without_nagle_delay() -> None:
+    server = Server()
+    protocol = server.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    transport = NagleRecordingTransport()
+    protocol.makeConnection(transport)
+    assert transport.no_delay
+    assert transport.value() == PROMPT
+
+
+def test_a_connection_without_nagle_to_turn_off_is_served_as_well() -> None:
+    # A UNIX socket's transport refuses TCP_NODELAY.
+    server = Server()
+    client = server.connect()
+    assert client.heard() == PROMPT

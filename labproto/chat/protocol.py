@@ -6,6 +6,7 @@ users), the per-user limits and the clock.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorTime, ITCPTransport
@@ -43,6 +44,10 @@ class ChatProtocol(LineProtocol):
     _lost_reason = wire.CONNECTION_LOST
 
     def connectionMade(self) -> None:
+        # A chat line should leave at once, not wait for the acknowledgement
+        # of the one before (Nagle's algorithm against delayed ACKs: 40 ms).
+        with contextlib.suppress(AttributeError, OSError):  # UNIX sockets have no Nagle
+            cast(ITCPTransport, self.transport).setTcpNoDelay(True)
         factory = self.factory
         self.session = ChatSession(
             factory.room, self, self.peer(), factory.limits, factory.clock
