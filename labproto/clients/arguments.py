@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from labproto.clients.common import EXIT_USAGE
+from labproto.text import printable
 
 _Number = TypeVar("_Number", int, float)
 
@@ -73,3 +74,15 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
         default=default_port,
         help=f"the server's port (default: {default_port})",
     )
+
+
+def name_type(parse_name: Callable[[str], str | None], rule: str) -> Callable[[str], str]:
+    """An argparse type for --name: what parse_name accepts, or a usage error that says rule."""
+
+    def parse(text: str) -> str:
+        name = parse_name(text)
+        if name is None:
+            raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a name: {rule}")
+        return name
+
+    return parse

@@ -35,12 +35,8 @@ DESCRIPTION = (
 SESSION_ENDED_NOTICE = "Session Ended"
 
 
-def name_argument(text: str) -> str:
-    """--name: a name that labcalc accepts."""
-    name = parse_name(text)
-    if name is None:
-        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a name: {NAME_RULE}")
-    return name
+# --name: a name the server accepts, checked before connecting.
+name_argument = arguments.name_type(parse_name, NAME_RULE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -97,12 +97,8 @@ RENAMED = re.compile(rf"\* ({NAME_PATTERN}) is now known as ({NAME_PATTERN})")
 NAME_PROMPT = "name: "
 
 
-def name_argument(text: str) -> str:
-    """--name: a name that labchat accepts, surrounding white space trimmed."""
-    name = parse_name(text)
-    if name is None:
-        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a name: {NAME_RULE}")
-    return name
+# --name: a name the server accepts, checked before connecting.
+name_argument = arguments.name_type(parse_name, NAME_RULE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
