@@ -1069,7 +1069,7 @@ def members(room: ChatRoom, *names: str) -> list[FakeMember]:
     joined = []
     for port, name in enumerate(names, 5000):
         member = FakeMember(f"('10.0.0.7', {port})")
-        assert room.join(member, name, member.peer) is None
+        assert room.join(member, name) is None
         joined.append(member)
     for member in joined:
         member.received.clear()

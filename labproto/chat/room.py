@@ -107,7 +107,7 @@ class ChatRoom:
         """Every logged-in user's name, in the order every list of users shows them."""
         return sort_names([member.name for member in self._members.values()])
 
-    def join(self, member: IChatMember, name: str, peer: str) -> str | None:
+    def join(self, member: IChatMember, name: str) -> str | None:
         """Log member in as name, or return the error line that refuses it.
 
         The member is greeted, and everyone else told. The name must already
@@ -120,7 +120,7 @@ class ChatRoom:
             return wire.ROOM_FULL
         member.name = name
         self._members[key] = member
-        self.log.info("{name} joined from {peer}", name=name, peer=peer)
+        self.log.info("{name} joined from {peer}", name=name, peer=member.peer)
         count = len(self._members)
         # A join costs no sorting once the welcome line no longer lists names.
         names = self.sorted_names() if count <= wire.NAMES_PER_LINE else []

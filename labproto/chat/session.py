@@ -122,7 +122,7 @@ class ChatSession:
         if name is None:
             self.send_text(wire.INVALID_NAME)
             return
-        refusal = self.room.join(self, name, self.peer)
+        refusal = self.room.join(self, name)
         if refusal == wire.ROOM_FULL:
             self.log.info("Room full: turned away {peer}", peer=self.peer)
             self.stage = Stage.GONE
