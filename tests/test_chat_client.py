@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import pexpect
 import pytest
 import pytest_twisted
+from support.chat import chat_at_a_terminal
 from support.deferreds import failure_of, result_of
 from support.fakes import ShutdownReactor
 from support.processes import DEADLINE, LABPROTO, child_environment
@@ -582,18 +583,6 @@ def test_an_invalid_name_option_is_status_2_before_connecting() -> None:
     assert result.stderr == (
         "labproto chat: argument --name: 'no spaces allowed' is not a name: "
         "use 1 to 24 ASCII letters, digits, _, - or . (see labproto chat --help)\n"
-    )
-
-
-def chat_at_a_terminal(port: int) -> pexpect.spawn:
-    """``labproto chat`` on a pseudo-terminal, as a person would run it."""
-    return pexpect.spawn(
-        LABPROTO,
-        ["chat", "--port", str(port)],
-        env={**child_environment(), "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
-        encoding="utf-8",
-        timeout=DEADLINE,
-        dimensions=(24, 80),
     )
 
 
