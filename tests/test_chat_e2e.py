@@ -216,7 +216,7 @@ def test_a_reader_too_slow_for_the_shutdown_notice_is_cut_off_after_a_grace(
     assert 2 < time.monotonic() - started < DEADLINE / 2
     assert alice.rest() == ["* server shutting down"]
     output = server.output()
-    assert "Cutting off 1 connections not closed within 3 s" in output
+    assert "Cutting off connections not closed within 3 s: 1" in output
     assert "] alice left (server shutting down)" in output
     assert "Traceback" not in output
     assert output.endswith("Server Shut Down.")

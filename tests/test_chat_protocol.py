@@ -13,7 +13,12 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.python.failure import Failure
 
 from labproto.chat.limits import UserLimits
-from labproto.chat.protocol import UNSENT_WHEN_PAUSED, ChatFactory, ChatProtocol
+from labproto.chat.protocol import (
+    CLOSING_GRACE,
+    UNSENT_WHEN_PAUSED,
+    ChatFactory,
+    ChatProtocol,
+)
 from labproto.chat.room import ChatRoom
 from labproto.chat.session import Stage
 
@@ -292,19 +297,28 @@ def test_a_connection_that_keeps_up_is_never_cut_off() -> None:
     assert not bob.closed()
 
 
-def test_a_paused_connection_is_written_to_up_to_its_send_queue() -> None:
+def test_lines_for_a_paused_connection_wait_in_its_backlog() -> None:
     alice, bob, _ = slow_room()
     bob.protocol.pauseProducing()
     say_40(alice, 2)
-    assert bob.heard() == RELAYED_40 * 2
+    assert bob.heard() == b""
     assert not bob.closed()
+
+
+def test_a_resumed_connection_gets_its_backlog_in_order() -> None:
+    alice, bob, _ = slow_room()
+    bob.protocol.pauseProducing()
+    say_40(alice, 1)
+    alice.sends(b"then this\r\n")
+    bob.protocol.resumeProducing()
+    assert bob.heard() == RELAYED_40 + b"<alice> then this\r\n"
 
 
 def test_a_paused_connection_past_its_send_queue_is_aborted() -> None:
     alice, bob, _ = slow_room()
     bob.protocol.pauseProducing()
     say_40(alice, 3)
-    assert bob.heard() == RELAYED_40 * 2
+    assert bob.heard() == b""
     assert bob.transport.disconnected
 
 
@@ -363,6 +377,7 @@ def test_a_reader_that_catches_up_starts_its_count_afresh() -> None:
     bob.protocol.resumeProducing()
     bob.protocol.pauseProducing()
     say_40(alice, 2)
+    bob.protocol.resumeProducing()
     assert bob.heard() == RELAYED_40 * 4
     assert not bob.closed()
 
@@ -374,6 +389,85 @@ def test_pausing_again_without_resuming_does_not_restart_the_count() -> None:
     bob.protocol.pauseProducing()
     say_40(alice, 1)
     assert bob.transport.disconnected
+
+
+class FillingTransport(StringTransport):
+    """A transport that pauses its producer whenever more than `room` bytes wait in it."""
+
+    room = 60
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(self.value()) > self.room and self.producer is not None:
+            self.producer.pauseProducing()
+
+
+def test_a_resumed_connection_is_fed_from_its_backlog_only_until_it_is_full_again() -> None:
+    server = Server(sendq=UNSENT_WHEN_PAUSED + 1000)
+    alice = server.user("alice")
+    address = IPv4Address("TCP", "127.0.0.1", 6000)
+    protocol = server.factory.buildProtocol(address)
+    transport = FillingTransport(peerAddress=address)
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"bob\r\n")
+    transport.clear()
+    protocol.pauseProducing()
+    say_40(alice, 4)
+    protocol.resumeProducing()
+    # Two lines pass 60 bytes: the connection pauses again, the rest waits.
+    assert transport.value() == RELAYED_40 * 2
+    transport.clear()
+    protocol.resumeProducing()
+    assert transport.value() == RELAYED_40 * 2
+
+
+def test_a_paused_connection_closed_at_shutdown_still_gets_its_backlog_and_the_notice() -> None:
+    server = Server(sendq=SENDQ)
+    alice, bob = server.users("alice", "bob", closes_at_once=False)
+    bob.protocol.pauseProducing()
+    say_40(alice, 1)
+    server.room.shut_down()
+    assert bob.heard() == RELAYED_40 + b"* server shutting down\r\n"
+    assert bob.transport.disconnecting
+
+
+# Closing: a connection closed by the server is cut if its peer will not read.
+
+
+def test_a_closed_connection_whose_peer_does_not_read_is_cut_after_a_grace() -> None:
+    server = Server(login_timeout=1)
+    client = server.connect(closes_at_once=False)
+    server.clock.advance(1)
+    assert client.transport.disconnecting
+    assert not client.transport.disconnected
+    server.clock.advance(CLOSING_GRACE)
+    assert client.transport.disconnected
+
+
+def test_a_connection_that_closes_in_time_is_not_cut() -> None:
+    server = Server(login_timeout=1)
+    client = server.connect(closes_at_once=False)
+    server.clock.advance(1)
+    client.loses_connection()
+    assert server.clock.getDelayedCalls() == []
+
+
+# Half-closed connections: the user can send nothing more.
+
+
+def test_a_user_whose_connection_is_half_closed_leaves_at_once() -> None:
+    alice, bob, _ = Server().users("alice", "bob", "carol", closes_at_once=False)
+    bob.protocol.readConnectionLost()
+    assert alice.heard() == b"* bob left (connection lost)\r\n"
+    assert bob.transport.disconnecting
+
+
+def test_a_half_closed_connection_still_gets_what_was_already_sent() -> None:
+    alice, bob, _ = slow_room()
+    bob.protocol.pauseProducing()
+    say_40(alice, 1)
+    bob.protocol.readConnectionLost()
+    assert bob.heard() == RELAYED_40
 
 
 class NagleRecordingTransport(StringTransport):

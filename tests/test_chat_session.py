@@ -112,8 +112,8 @@ class FakeMember:
     def deliver(self, line: bytes) -> None:
         self.received.append(line)
 
-    def end(self, line: bytes) -> None:
-        self.received.append(line)
+    def shut_down(self, notice: bytes) -> None:
+        self.received.append(notice)
 
     def cut_off(self) -> None:
         pass
@@ -207,7 +207,7 @@ def test_a_join_is_announced_to_the_others_only() -> None:
         "alicé",
         "",
         "   ",
-        "/quit",
+        "/quitter",
     ],
 )
 def test_an_invalid_name_is_refused_and_the_connection_stays_in_login(name: str) -> None:
@@ -625,13 +625,12 @@ def leave_by_losing_the_connection(lab: Lab, user: User) -> None:
     user.hangs_up()
 
 
-def leave_by_shutdown(lab: Lab, user: User) -> None:
-    lab.room.shut_down()
-    user.hangs_up()
+def leave_by_half_closing(lab: Lab, user: User) -> None:
+    user.session.input_ended()
 
 
 @pytest.mark.parametrize(
-    "leave", [leave_by_quit, leave_by_losing_the_connection, leave_by_shutdown]
+    "leave", [leave_by_quit, leave_by_losing_the_connection, leave_by_half_closing]
 )
 def test_after_a_user_leaves_the_registry_no_longer_holds_them(leave: Any) -> None:
     lab = Lab()
@@ -925,11 +924,20 @@ def test_a_flood_episode_logs_one_warning(logged) -> None:
     assert logged.lines()[-1] == "alice sends too fast: dropping lines past 2 at once or 2/s"
 
 
-def test_a_new_flood_episode_after_a_line_gets_through_logs_again(logged) -> None:
+def test_a_flood_that_goes_on_at_twice_the_rate_logs_one_warning(logged) -> None:
+    lab = Lab(burst=2, rate=2)
+    alice, _ = lab.users("alice", "bob")
+    for _ in range(20):
+        alice.types("a line", "and another")
+        lab.clock.advance(1 / 2)
+    assert logged.levels().count("warn") == 1
+
+
+def test_a_new_flood_after_the_bucket_refilled_logs_again(logged) -> None:
     lab = Lab(burst=2, rate=2)
     alice, _ = lab.users("alice", "bob")
     alice.types("1", "2", "3", "4")
-    lab.clock.advance(1 / 2)
+    lab.clock.advance(1)
     alice.types("5", "6", "7")
     assert logged.levels().count("warn") == 2
 
@@ -977,13 +985,57 @@ def test_a_room_full_refusal_is_not_announced() -> None:
 
 
 def test_connections_not_yet_logged_in_do_not_fill_the_room() -> None:
-    lab = Lab(max_users=1)
+    lab = Lab(max_users=2)
     lab.connect()
     lab.connect()
     user = lab.connect()
     user.heard()
     user.types("alice")
     assert user.heard() == b"Welcome alice! 1 user online: alice\r\n"
+
+
+def test_connections_logging_in_are_turned_away_past_twice_max_users() -> None:
+    lab = Lab(max_users=2)
+    for _ in range(4):
+        assert lab.connect().heard() == PROMPT
+    user = lab.connect()
+    assert user.heard() == ROOM_FULL
+    assert user.connection.closed
+
+
+def test_quit_at_the_login_prompt_closes_the_connection_quietly(logged) -> None:
+    user = Lab().connect()
+    user.heard()
+    user.types("/QUIT bye")
+    assert user.heard() == b""
+    assert user.connection.closed
+    assert logged.lines()[-1] == "Disconnected ('10.0.0.7', 5000) before logging in"
+
+
+def test_a_half_closed_connection_leaves_the_room_at_once() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    bob.session.input_ended()
+    assert alice.heard() == b"* bob left (connection lost)\r\n"
+    bob.hangs_up()
+    assert alice.heard() == b""
+
+
+def test_shutdown_empties_the_registry_at_once() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.shut_down()
+    assert lab.room.sorted_names() == []
+    assert alice.heard() == bob.heard() == SHUTTING_DOWN
+
+
+def test_a_user_who_quit_before_the_shutdown_hears_no_shutdown_notice() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    bob.types("/quit")
+    bob.heard()
+    lab.room.shut_down()
+    assert bob.heard() == b""
 
 
 def test_a_place_freed_by_a_leave_can_be_taken() -> None:

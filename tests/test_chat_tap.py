@@ -422,7 +422,7 @@ def test_cutting_off_slow_connections_at_stop_is_a_warning(logged) -> None:
     room.stop()
     room.reactor.advance(3)
     assert logged.levels()[-1] == "warn"
-    assert logged.lines()[-1] == "Cutting off 2 connections not closed within 3 s"
+    assert logged.lines()[-1] == "Cutting off connections not closed within 3 s: 2"
 
 
 def test_the_port_stops_listening_before_the_room_says_goodbye(

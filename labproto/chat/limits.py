@@ -58,6 +58,10 @@ class TokenBucket:
             return True
         return False
 
+    def is_full(self) -> bool:
+        """Whether the bucket had refilled entirely before its last line: the flood is over."""
+        return self.tokens >= self.capacity - 1
+
 
 def raise_open_file_limit() -> tuple[int, int]:
     """Raise this process's soft limit on open files to its hard limit; return (before, after).

@@ -10,7 +10,6 @@ once and hands every recipient the same bytes; see Twisted Words'
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -29,9 +28,13 @@ SHUTDOWN_GRACE = 3.0
 
 
 class IChatMember(Interface):
-    """Someone present in the room, before or after logging in, as the room sees them."""
+    """Someone present in the room, as the room sees them.
 
-    name = Attribute("The name the member logged in with, or None before that.")
+    Present from the connection's start (a visitor, at the login prompt) to
+    its end; a member of the room, with a name, from join() to leave().
+    """
+
+    name = Attribute("The name the member logged in with, or None before; the room sets it.")
     peer = Attribute("Where the member connects from, for the log: ``('10.0.0.7', 5000)``.")
 
     def deliver(line: bytes) -> None:  # noqa: N805 (zope interfaces have no self)
@@ -43,8 +46,8 @@ class IChatMember(Interface):
         leaves later, from its connection's end.
         """
 
-    def end(line: bytes) -> None:  # noqa: N805
-        """Send this last line, then close the connection once it is written."""
+    def shut_down(notice: bytes) -> None:  # noqa: N805
+        """The server is stopping: leave the room, send notice, then close the connection."""
 
     def cut_off() -> None:
         """Close the connection now, whatever is still waiting to be sent."""
@@ -85,9 +88,17 @@ class ChatRoom:
         """Whether one more user would pass --max-users."""
         return len(self._members) >= self.max_users
 
-    def is_closing(self) -> bool:
-        """Whether the server is shutting down, so no one may join any more."""
-        return self._closing
+    def admits_visitor(self) -> bool:
+        """Whether a new connection may try to log in.
+
+        Not when the room is full or closing, nor when as many connections
+        again as --max-users are still logging in: each holds an open file.
+        """
+        return (
+            len(self._members) < self.max_users
+            and len(self._present) < 2 * self.max_users
+            and not self._closing
+        )
 
     def arrive(self, visitor: IChatMember) -> None:
         """Note a new connection, logged in or not, so that shutdown reaches it."""
@@ -134,13 +145,11 @@ class ChatRoom:
         if self._members.get(name_key(name)) is not member:
             return
         del self._members[name_key(name)]
-        if self._closing:
-            # Everyone is leaving at once: telling each about all the others
-            # would cost the square of the room's size, and say nothing.
-            self.log.info("{name} left ({reason})", name=name, reason=wire.SERVER_SHUTTING_DOWN)
-            return
         self.log.info("{name} left ({reason})", name=name, reason=reason)
-        self.broadcast(wire.left(name, reason))
+        # At shutdown everyone leaves at once: telling each about all the
+        # others would cost the square of the room's size, and say nothing.
+        if not self._closing:
+            self.broadcast(wire.left(name, reason))
 
     def rename(self, member: IChatMember, new_name: str) -> str | None:
         """Give member a new name and tell everyone, or return the error line that refuses it."""
@@ -211,17 +220,21 @@ class ChatRoom:
         # Set before the notices go out: a connection may close at once.
         self._emptied = emptied
         for visitor in list(self._present):
-            visitor.end(notice)
+            visitor.shut_down(notice)
         if emptied.called:
             return emptied
         timer = self.clock.callLater(SHUTDOWN_GRACE, self._cut_off, list(self._present))
-        emptied.addBoth(_cancelling(timer))
-        return emptied
+
+        def stop_timer(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+
+        return emptied.addCallback(stop_timer)
 
     def _cut_off(self, visitors: Iterable[IChatMember]) -> None:
         slow = [visitor for visitor in visitors if visitor in self._present]
         self.log.warn(
-            "Cutting off {count} connections not closed within {grace:g} s",
+            "Cutting off connections not closed within {grace:g} s: {count}",
             count=len(slow),
             grace=SHUTDOWN_GRACE,
         )
@@ -237,11 +250,3 @@ class ChatRoom:
             emptied, self._emptied = self._emptied, None
             emptied.callback(None)
 
-
-def _cancelling(timer: Any) -> Any:
-    def cancel(result: object) -> object:
-        if timer.active():
-            timer.cancel()
-        return result
-
-    return cancel

@@ -73,24 +73,21 @@ class ChatSession:
     def start(self) -> None:
         """Greet a new connection with the login prompt, or turn it away if the room is full."""
         self.log.info("Connected {peer}", peer=self.peer)
-        self.room.arrive(self)
-        if self.room.is_full() or self.room.is_closing():
-            self.log.info("Room full: turned away {peer}", peer=self.peer)
-            self.stage = Stage.GONE
-            self.end(encode_line(wire.ROOM_FULL))
+        if not self.room.admits_visitor():
+            self._turn_away()
             return
+        self.room.arrive(self)
         self.send_text(wire.PROMPT)
         if self.limits.login_timeout:
             self._login_timer = self.clock.callLater(
                 self.limits.login_timeout, self._login_timed_out
             )
 
-    def end(self, line: bytes) -> None:
-        """Send a last line and close the connection after it."""
-        # Nothing may follow the last line, not even the login deadline.
-        self._stop_login_timer()
-        self.connection.send(line)
-        self.connection.close()
+    def shut_down(self, notice: bytes) -> None:
+        """The server is stopping: leave the room, send notice, and close the connection."""
+        if self.stage is not Stage.GONE:
+            self._leave(wire.SERVER_SHUTTING_DOWN)
+            self._finish(notice)
 
     def cut_off(self) -> None:
         """Close the connection now."""
@@ -107,26 +104,51 @@ class ChatSession:
         elif self.stage is Stage.LOGIN:
             self._log_in(text)
 
+    def input_ended(self) -> None:
+        """The user can send nothing more (a half-closed connection): leave the room now.
+
+        The connection closes once what is already on its way has been sent.
+        """
+        self._leave(wire.CONNECTION_LOST)
+
     def connection_lost(self, reason: str = wire.CONNECTION_LOST) -> None:
         """The connection has ended: leave the room, if still in it, for reason."""
+        self._leave(reason)
+        self.room.depart(self)
+
+    def _leave(self, reason: str) -> None:
         self._stop_login_timer()
         if self.stage is Stage.CHAT:
             self.room.leave(self, reason)
         elif self.stage is Stage.LOGIN:
             self.log.info("Disconnected {peer} before logging in", peer=self.peer)
         self.stage = Stage.GONE
-        self.room.depart(self)
+
+    def _finish(self, line: bytes) -> None:
+        """Send a last line, and close the connection after it."""
+        # Nothing may follow the last line, not even the login deadline.
+        self._stop_login_timer()
+        self.stage = Stage.GONE
+        self.connection.send(line)
+        self.connection.close()
+
+    def _turn_away(self) -> None:
+        self.log.info("Room full: turned away {peer}", peer=self.peer)
+        self._finish(encode_line(wire.ROOM_FULL))
 
     def _log_in(self, text: str) -> None:
+        if _split_word(text)[0].lower() == "/quit" and text.startswith("/"):
+            # Names have no "/": this is someone leaving before logging in.
+            self._leave(wire.QUIT)
+            self.connection.close()
+            return
         name = parse_name(text)
         if name is None:
             self.send_text(wire.INVALID_NAME)
             return
         refusal = self.room.join(self, name)
         if refusal == wire.ROOM_FULL:
-            self.log.info("Room full: turned away {peer}", peer=self.peer)
-            self.stage = Stage.GONE
-            self.end(encode_line(refusal))
+            self._turn_away()
         elif refusal is not None:
             self.send_text(refusal)
         else:
@@ -136,8 +158,7 @@ class ChatSession:
     def _login_timed_out(self) -> None:
         self._login_timer = None
         self.log.info("Login timed out: {peer}", peer=self.peer)
-        self.stage = Stage.GONE
-        self.end(encode_line(wire.LOGIN_TIMED_OUT))
+        self._finish(encode_line(wire.LOGIN_TIMED_OUT))
 
     def _stop_login_timer(self) -> None:
         if self._login_timer is not None:
@@ -165,7 +186,9 @@ class ChatSession:
 
     def _may_send(self) -> bool:
         if self._flood.take():
-            self._flooding = False
+            # One warning per flood: a flood ends when the bucket is full again.
+            if self._flooding and self._flood.is_full():
+                self._flooding = False
             return True
         if not self._flooding:
             self._flooding = True
