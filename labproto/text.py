@@ -67,11 +67,14 @@ def without_controls(text: str) -> str:
 
 # What a terminal would take as one escape sequence, so that it is removed
 # whole rather than leaving "[31m" behind: a CSI sequence (ESC [ or C1 CSI,
-# then parameters and a final byte), a string command (OSC, DCS, SOS, PM, APC)
-# up to its terminator or the end of the text, or any other ESC sequence.
+# then parameters and a final byte), a string command (ESC ] OSC, ESC P DCS,
+# ESC X, ESC ^, ESC _) up to its terminator or the end of the text, or any
+# other ESC sequence. A C1 string opener alone (U+009D...) is only removed
+# with the other controls: it also turns up in mis-decoded text, where
+# swallowing the rest of the line would lose what follows.
 _ESCAPE_SEQUENCE = re.compile(
     "(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    "|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?"
+    "|\x1b[]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?"
     "|\x1b[ -/]*[0-~]?"
 )
 # The Unicode controls that reorder the text after them (embeddings,

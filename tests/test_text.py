@@ -50,7 +50,6 @@ def test_clean_message_removes_a_c1_csi_sequence_whole() -> None:
     [
         ("\x1b]0;owned\x07title", "title"),
         ("\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\", "link"),
-        ("\x9d0;owned\x9ctitle", "title"),
         ("\x1bPq#0;2;0;0;0\x1b\\after", "after"),
     ],
 )
@@ -105,3 +104,19 @@ def test_clean_message_of_nothing_but_controls_is_empty() -> None:
 
 def test_clean_message_keeps_non_ascii_text_and_replacement_characters() -> None:
     assert clean_message("héllo ☃ \ufffd") == "héllo ☃ \ufffd"
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        # C1 string openers alone lose only themselves: in mis-decoded text
+        # they stand for letters, and the rest of the line is worth keeping.
+        ("caf\x9f rest", "caf rest"),
+        ("a\x9eb c d", "ab c d"),
+        ("\x9d0;title\x07shown", "0;titleshown"),
+    ],
+)
+def test_clean_message_removes_a_lone_c1_string_opener_and_keeps_the_rest(
+    text: str, cleaned: str
+) -> None:
+    assert clean_message(text) == cleaned
