@@ -1,17 +1,21 @@
 """The chat client: its session over a fake transport, and the real command against a fake server.
 
 The session tests drive ChatSession with a StringTransport, a Clock and a
-scripted user. The command tests run ``labproto chat`` as a process (in a
-thread, so that the test's reactor goes on serving) against FakeLabchat, a
-few lines of labchat played by the test's reactor on a free port of
-127.0.0.1; one of them types at a pseudo-terminal with pexpect.
+scripted user; every visit a test starts is ended when the test ends, and
+an error left unhandled in a Deferred fails the test (no_unhandled_errors).
+The command tests run ``labproto chat`` as a process (in a thread, so that
+the test's reactor goes on serving) against FakeLabchat, a few lines of
+labchat played by the test's reactor on a free port of 127.0.0.1; one of
+them types at a pseudo-terminal with pexpect.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any
 
 import pexpect
 import pytest
@@ -24,11 +28,12 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import LogLevel, capturedLogs, eventAsText
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from labproto.clients import chat
-from labproto.clients.chat import ChatSession, is_quit, name_argument
+from labproto.clients.chat import ChatSession, is_quit, name_argument, requested_name
 from labproto.clients.cli import build_parser
 from labproto.clients.common import ClientError, Interrupted
 from labproto.clients.lines_in import MAX_INPUT_LINE, LineTooLong
@@ -38,6 +43,7 @@ WHERE = "127.0.0.1:43389"
 WELCOME = "Welcome to labchat! Please enter your name:"
 INVALID_NAME = "ERROR invalid name: use 1 to 24 ASCII letters, digits, _, - or ."
 LOST = f"lost the connection to {WHERE}: the server closed the connection"
+LOGIN_TIMED_OUT = "ERROR login timed out"
 
 
 class ScriptedUser:
@@ -71,6 +77,9 @@ class ScriptedUser:
 class Visit:
     """A ChatSession over a StringTransport, its server's lines sent by the test."""
 
+    # Every visit of the running test, for no_unhandled_errors to end.
+    started: list[Visit] = []
+
     def __init__(self, *typed: str, interactive: bool = False) -> None:
         self.reactor = ShutdownReactor()
         self.protocol = LineClientProtocol()
@@ -80,6 +89,8 @@ class Visit:
         self.server = ServerConnection(self.reactor, self.protocol, "127.0.0.1", 43389, 10.0)
         self.user = ScriptedUser(*typed)
         self.session = ChatSession(self.reactor, self.server, self.user, interactive)
+        self.running: list[Deferred[Any]] = []
+        Visit.started.append(self)
 
     def answer(self, *lines: str) -> None:
         """The server sends lines."""
@@ -95,10 +106,48 @@ class Visit:
         return self.transport.value().decode().split("\r\n")[:-1]
 
     def log_in(self, name: str | None = "alice") -> Deferred[bool]:
-        return Deferred.fromCoroutine(self.session.log_in(name))
+        return self._run(self.session.log_in(name))
 
     def chat(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self.session.chat())
+        return self._run(self.session.chat())
+
+    def _run(self, coroutine: Coroutine[Deferred[Any], Any, Any]) -> Deferred[Any]:
+        running = Deferred.fromCoroutine(coroutine)
+        self.running.append(running)
+        return running
+
+    def end(self) -> None:
+        """Hang up, as the server would at last, and check that the session has ended.
+
+        A session left waiting when its test ends is thrown away by the
+        garbage collector, which closes its coroutines in any order it
+        likes: chat()'s finally then cancels the typing coroutine after the
+        collector has closed it, and Twisted throws CancelledError into a
+        finished coroutine (RuntimeError: cannot reuse already awaited
+        coroutine), an error logged as unhandled, long after the test.
+        """
+        if not self.transport.disconnected:
+            self.hang_up()
+        for running in self.running:
+            assert running.called, "the session still waits after the server hung up"
+            # The ends a hang-up brings; anything else stays unhandled, and is caught.
+            running.addErrback(lambda failure: failure.trap(ClientError, Interrupted))
+
+
+@pytest.fixture(autouse=True)
+def no_unhandled_errors() -> Iterator[None]:
+    """End every visit of the test, collect its garbage, and fail on errors it logged."""
+    gc.collect()  # Earlier tests' garbage is theirs.
+    Visit.started.clear()
+    with capturedLogs() as events:
+        yield
+        while Visit.started:
+            Visit.started.pop().end()
+        gc.collect()
+    errors = [event for event in events if event["log_level"] >= LogLevel.error]
+    assert not errors, "\n".join(
+        eventAsText(event, includeTimestamp=False, includeSystem=False) for event in errors
+    )
 
 
 def logged_in(*typed: str, interactive: bool = False) -> Visit:
@@ -193,6 +242,50 @@ def test_a_login_timeout_while_the_user_types_is_shown_then_reported() -> None:
     visit.hang_up()
     assert failure_of(login, ClientError).message == LOST
     assert visit.user.shown == [WELCOME, "ERROR login timed out"]
+
+
+# The server's login timeout passing as the name arrives: the answer to the
+# name is the timeout, and the server hangs up after it.
+@pytest.mark.parametrize(("name", "typed"), [("alice", ["hello"]), (None, ["alice", "hello"])])
+def test_a_login_timeout_in_answer_to_a_piped_name_is_shown_then_reported(
+    name: str | None, typed: list[str]
+) -> None:
+    visit = Visit(*typed)
+    login = visit.log_in(name)
+    visit.answer(WELCOME, LOGIN_TIMED_OUT)
+    assert not login.called
+    visit.hang_up()
+    assert failure_of(login, ClientError).message == LOST
+    assert visit.user.shown == [WELCOME, LOGIN_TIMED_OUT]
+    assert visit.sent() == ["alice"]  # No message is taken for another name.
+
+
+def test_a_login_timeout_in_answer_to_a_name_at_a_terminal_is_shown_then_reported() -> None:
+    visit = Visit(interactive=True)
+    visit.user.more = Deferred()
+    login = visit.log_in("alice")
+    visit.answer(WELCOME, LOGIN_TIMED_OUT)
+    visit.hang_up()
+    assert failure_of(login, ClientError).message == LOST
+    assert visit.user.shown == [WELCOME, LOGIN_TIMED_OUT]
+
+
+def test_an_error_in_answer_to_a_name_option_that_does_not_refuse_it_is_no_refusal() -> None:
+    visit = Visit("hello")
+    login = visit.log_in("alice")
+    visit.answer(WELCOME, "ERROR room unavailable, try again")
+    visit.reactor.advance(10)
+    assert failure_of(login, ClientError).message == f"no answer from {WHERE} within 10 s"
+    assert visit.user.shown == [WELCOME, "ERROR room unavailable, try again"]
+    assert visit.sent() == ["alice"]
+
+
+def test_a_piped_line_too_long_for_the_server_is_refused_as_a_name_is() -> None:
+    visit = Visit("x" * 2000, "bob")
+    login = visit.log_in(None)
+    visit.answer(WELCOME, "ERROR line too long (max 1024 bytes)", "Welcome bob! 1 user online: bob")
+    assert result_of(login) is True
+    assert visit.sent() == ["x" * 2000, "bob"]
 
 
 def test_no_prompt_within_the_timeout_is_a_client_error() -> None:
@@ -291,15 +384,83 @@ def test_the_server_closing_without_our_quit_is_a_client_error() -> None:
     assert visit.sent() == []
 
 
-def test_the_prompt_is_the_name_and_follows_our_own_rename() -> None:
-    visit = logged_in()
+def renaming(*typed: str) -> Visit:
+    """A visit chatting, the lines typed sent, the user typing nothing more for now."""
+    visit = logged_in(*typed)
     visit.user.more = Deferred()
     visit.chat()
+    assert visit.sent() == list(typed)
+    return visit
+
+
+def test_the_prompt_is_the_name_and_follows_our_own_rename() -> None:
+    visit = renaming("/nick carol")
     assert visit.session.prompt() == "alice> "
     visit.answer("* bob is now known as bobby")
     assert visit.session.prompt() == "alice> "
     visit.answer("* alice is now known as carol")
     assert visit.session.prompt() == "carol> "
+
+
+# "/me is now known as zed" is relayed as "* alice is now known as zed",
+# word for word what a /nick zed would be.
+def test_a_me_that_reads_as_a_rename_does_not_change_the_prompt() -> None:
+    visit = renaming("/me is now known as zed")
+    visit.answer("* alice is now known as zed")
+    assert visit.user.shown == ["* alice is now known as zed"]
+    assert visit.session.prompt() == "alice> "
+
+
+def test_only_a_rename_to_the_name_of_our_nick_is_followed_whatever_its_case() -> None:
+    visit = renaming("/NICK\tCarol ")
+    visit.answer("* alice is now known as zed")
+    assert visit.session.prompt() == "alice> "
+    visit.answer("* alice is now known as carol")
+    assert visit.session.prompt() == "carol> "
+
+
+def test_a_nick_once_followed_is_forgotten() -> None:
+    visit = renaming("/nick carol")
+    visit.answer("* alice is now known as carol")
+    visit.answer("* carol is now known as CAROL")  # A /me again.
+    assert visit.session.prompt() == "carol> "
+
+
+def test_a_nick_of_an_invalid_name_leaves_the_name_asked_for_before() -> None:
+    visit = renaming("/nick carol", "/nick not a name")
+    visit.answer("* alice is now known as carol", INVALID_NAME)
+    assert visit.session.prompt() == "carol> "
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("/nick carol", "carol"),
+        ("/NICK carol", "carol"),
+        ("/Nick\tcarol ", "carol"),
+        ("/nick   Car.ol-2", "Car.ol-2"),
+    ],
+)
+def test_a_nick_asks_for_a_name_as_the_server_reads_it(line: str, name: str) -> None:
+    assert requested_name(line) == name
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "/nickname carol",
+        "/nick",
+        "/nick ",
+        " /nick carol",
+        "//nick carol",
+        "/me /nick carol",
+        "/nick a b",
+        "/nick al!ce",
+        "nick carol",
+    ],
+)
+def test_lines_that_ask_for_no_valid_name(line: str) -> None:
+    assert requested_name(line) is None
 
 
 def test_a_line_too_long_to_read_whole_is_not_sent() -> None:
@@ -412,6 +573,11 @@ class FakeUser(LineReceiver):
             self.say(f"<{self.name}> {text}")
 
     def log_in(self, name: str) -> None:
+        if self.factory.login_times_out:
+            # The server's login timeout, passing as the name arrives.
+            self.say(LOGIN_TIMED_OUT)
+            self.transport.loseConnection()
+            return
         if name in self.factory.taken:
             self.say(f"ERROR name taken: {name}")
             return
@@ -437,6 +603,7 @@ class FakeLabchat(Factory):
         self.after_login: list[str] = []
         self.hang_up_after_login = False
         self.full = False
+        self.login_times_out = False
         self.users: set[FakeUser] = set()
 
     def buildProtocol(self, addr: object) -> FakeUser:
@@ -520,6 +687,22 @@ async def test_a_taken_name_option_ends_a_piped_client_with_status_1(room: Room)
     assert (result.returncode, result.stdout) == (1, f"{WELCOME}\n")
     assert result.stderr == (
         f"127.0.0.1:{port} refused the name 'alice': ERROR name taken: alice\n"
+    )
+    assert factory.received == ["alice"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_login_timeout_in_answer_to_the_name_option_is_no_refusal_of_it(
+    room: Room,
+) -> None:
+    factory, port = room
+    factory.login_times_out = True
+    result = await threads.deferToThread(
+        run_chat, port, "--name", "alice", input="hello\n", keep_input_open=True
+    )
+    assert (result.returncode, result.stdout) == (1, f"{WELCOME}\n{LOGIN_TIMED_OUT}\n")
+    assert result.stderr == (
+        f"lost the connection to 127.0.0.1:{port}: the server closed the connection\n"
     )
     assert factory.received == ["alice"]
 
@@ -626,6 +809,8 @@ def lose_the_server_at_a_terminal(port: int) -> tuple[int | None, str]:
     """Log in at a terminal and wait for the end; the status and what was shown after login."""
     terminal = chat_at_a_terminal(port)
     try:
+        # The server's prompt ends with "name:" too: the client's comes after it.
+        terminal.expect_exact(WELCOME)
         terminal.expect_exact("name:")
         terminal.send("alice\r")
         terminal.expect_exact(pexpect.EOF)

@@ -403,9 +403,31 @@ def test_ctrl_c_at_the_name_prompt_of_a_terminal_leaves_without_a_name(
 ) -> None:
     server, port = chat_server(servers)
     terminal = terminals(port)
+    # The server's prompt ends in "name:" too: wait for the client's own after it.
+    terminal.expect_exact(PROMPT)
     terminal.expect_exact("name:")
     terminal.sendcontrol("c")
     assert ended(terminal) == 0
     # Nothing shown after the prompt: no complaint, no answer to a name.
     assert shown(terminal) == [PROMPT]
     server.wait_for(r"Disconnected \('127\.0\.0\.1', \d+\) before logging in$")
+
+
+def test_at_a_terminal_the_prompt_follows_our_nick_and_not_a_me_that_reads_like_one(
+    servers: Start, terminals: Terminals
+) -> None:
+    server, port = chat_server(servers)
+    terminal = terminals(port)
+    type_name(terminal, "alice")
+    # The server relays this word for word as it would relay /nick zed.
+    terminal.send("/me is now known as zed\r")
+    terminal.expect_exact("* alice is now known as zed\r\n")
+    terminal.expect_exact("alice>")
+    assert shown(terminal)[-2:] == ["* alice is now known as zed", "alice>"]
+    terminal.send("/nick carol\r")
+    terminal.expect_exact("* alice is now known as carol\r\n")
+    terminal.expect_exact("carol>")
+    terminal.sendcontrol("d")
+    terminal.expect_exact("Bye carol!")
+    assert ended(terminal) == 0
+    server.wait_for(left("carol", "quit"))

@@ -39,7 +39,15 @@ reads the user's lines and shows the room's, and there are two of them.
 At a terminal a refused name is asked for again; piped, the input lines
 are tried as names in turn until one is accepted (as if typed into
 ``nc``), but a ``--name`` that is refused ends the client, since nobody is
-there to type another.
+there to type another. Only ``ERROR invalid name:`` and ``ERROR name
+taken:`` (or ``ERROR line too long`` for a piped line) refuse a name;
+another ERROR in answer to one (``ERROR login timed out``, the server's
+timeout passing as the name arrived) is shown, and piped, the client then
+reports how the visit ends rather than a refused name.
+
+The prompt shows the name we are known by. It follows a rename of ours only
+to the name of the user's own last ``/nick``: ``* alice is now known as zed``
+is also what alice's ``/me is now known as zed`` looks like.
 
 The server's lines are shown with their control characters removed
 (labproto.text.without_controls): a hostile server or user must not be
@@ -54,7 +62,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred
@@ -91,7 +99,12 @@ DESCRIPTION = (
 )
 
 QUIT = "/quit"
+NICK = "/nick"
 ERROR = "ERROR "
+# The only answers to a name that refuse it: the server then waits for another.
+# (A piped line too long for the server is refused as a line, to the same effect.)
+# Any other ERROR (login timed out, room full) is about the visit, not the name.
+NAME_REFUSALS = ("ERROR invalid name:", "ERROR name taken:", "ERROR line too long")
 RENAMED = re.compile(rf"\* ({NAME_PATTERN}) is now known as ({NAME_PATTERN})")
 
 NAME_PROMPT = "name: "
@@ -137,6 +150,18 @@ def is_quit(line: str) -> bool:
     """Whether a typed line is the /quit command, with or without a reason."""
     # As the server reads it: a command starts the line, its word in any case.
     return line[: len(QUIT)].lower() == QUIT and line[len(QUIT) : len(QUIT) + 1].strip() == ""
+
+
+def requested_name(line: str) -> str | None:
+    """The name a typed line asks for with /nick, or None when it is no /nick of a valid name."""
+    # As the server reads it: "/" starts the line, and the command word, in
+    # any case, ends at the first whitespace; the name is the rest, trimmed.
+    if not line.startswith("/"):
+        return None
+    words = line.split(None, 1)
+    if len(words) < 2 or words[0].lower() != NICK:
+        return None
+    return parse_name(words[1])
 
 
 class UserIO(Protocol):
@@ -244,6 +269,8 @@ class ChatSession:
         self.user = user
         self.interactive = interactive
         self.name: str | None = None
+        # The name of the last /nick the user sent, until the server renames us to it.
+        self.renaming: str | None = None
         self.quitting = False
 
     def prompt(self) -> str:
@@ -254,19 +281,33 @@ class ChatSession:
         """Show a line from the server without its control characters, noting our own new name."""
         line = without_controls(line)
         renamed = RENAMED.fullmatch(line)
-        if renamed and self.name is not None and renamed[1].lower() == self.name.lower():
-            self.name = renamed[2]
+        if renamed and self._asked_for(renamed[1], renamed[2]):
+            self.name, self.renaming = renamed[2], None
         self.user.show(line)
+
+    def _asked_for(self, old: str, new: str) -> bool:
+        # "* alice is now known as zed" is also what alice's "/me is now known
+        # as zed" looks like: only a rename to the name of our own /nick counts.
+        return (
+            self.name is not None
+            and self.renaming is not None
+            and old.lower() == self.name.lower()
+            and new.lower() == self.renaming.lower()
+        )
 
     async def next_typed(self) -> str | None:
         """The user's next line, None when they are done; ClientError if the server goes first."""
         try:
             return await self.server.while_connected(self.user.read_line(self.prompt))
         except ClientError:
-            # Show what the server said before it went (ERROR login timed
-            # out); receive() fails again, with the same error, at the end.
-            while True:
-                self.show(await self.server.receive())
+            await self.show_until_the_end()
+
+    async def show_until_the_end(self) -> NoReturn:
+        """Show what the server says until it goes; ClientError then, or if it falls silent."""
+        # The server's last words, such as ERROR login timed out before it
+        # hangs up; receive() fails at the end with the error of the end.
+        while True:
+            self.show(await self.server.receive())
 
     async def visit(self, name: str | None) -> None:
         """Log in, then chat until the user leaves; ClientError if the server fails us."""
@@ -289,11 +330,20 @@ class ChatSession:
             answer = await self.server.receive()
             if not answer.startswith(ERROR):
                 break
-            if from_option and not self.interactive:
+            refused = answer.startswith(NAME_REFUSALS)
+            if refused and from_option and not self.interactive:
                 raise ClientError(
                     f"{self.server.where} refused the name {name!r}: {printable(answer)}"
                 )
-            self.show(answer)  # ERROR name taken or invalid: the server waits for another.
+            self.show(answer)
+            if not refused and not self.interactive:
+                # Not about the name: ERROR login timed out, the server's
+                # timeout passing as the name arrived. The next input line
+                # is no name to try; show how the visit ends instead.
+                await self.show_until_the_end()
+            # Refused, the server waits for another name. At a terminal, the
+            # user may try again after any ERROR, and a hang-up is reported
+            # as soon as it comes.
             name = None
         self.name = name
         self.show(answer)
@@ -352,6 +402,7 @@ class ChatSession:
             elif is_quit(line):
                 return line
             else:
+                self.renaming = requested_name(line) or self.renaming
                 self.server.send(line)
         return QUIT
 
