@@ -107,7 +107,8 @@ class ChatProtocol(LineProtocol):
         while self._backlog and not self._cut_off:
             self.transport.write(self._backlog.popleft())
         self._backlog_bytes = 0
-        self._output_paused = False
+        # Once cut off, nothing more is written, closing or not.
+        self._output_paused = self._cut_off
         self._closing_deadline = self.factory.clock.callLater(CLOSING_GRACE, self.abort)
         self.hang_up()
 
