@@ -95,7 +95,7 @@ class ChatRoom:
         again as --max-users are still logging in: each holds an open file.
         """
         return (
-            len(self._members) < self.max_users
+            not self.is_full()
             and len(self._present) < 2 * self.max_users
             and not self._closing
         )

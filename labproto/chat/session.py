@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from labproto.chat import wire
+from labproto.chat.commands import split_command, split_word
 from labproto.chat.limits import TokenBucket, UserLimits
 from labproto.chat.names import parse_name
 from labproto.chat.room import ChatRoom, IChatMember, encode_line
@@ -137,7 +138,8 @@ class ChatSession:
         self._finish(encode_line(wire.ROOM_FULL))
 
     def _log_in(self, text: str) -> None:
-        if _split_word(text)[0].lower() == "/quit" and text.startswith("/"):
+        command = split_command(text)
+        if command is not None and command[0].lower() == "/quit":
             # Names have no "/": this is someone leaving before logging in.
             self._leave(wire.QUIT)
             self.connection.close()
@@ -168,8 +170,9 @@ class ChatSession:
     def _chat(self, text: str) -> None:
         if not text or text.isspace():
             return
-        if text.startswith("/") and not text.startswith("//"):
-            word, rest = _split_word(text)
+        command = split_command(text)
+        if command is not None:
+            word, rest = command
             if word.lower() == "/quit":
                 # Never held back by flood control: a flooder may always leave.
                 self.command_quit(rest)
@@ -211,7 +214,7 @@ class ChatSession:
 
     def command_msg(self, rest: str) -> None:
         """``/msg bob psst``: bob alone sees ``*alice* psst``."""
-        recipient, text = _split_word(rest)
+        recipient, text = split_word(rest)
         message = clean_message(text)
         if not recipient or not message:
             self.send_text(wire.usage("/msg NAME TEXT"))
@@ -248,10 +251,3 @@ class ChatSession:
         self.room.leave(self, clean_message(rest) or wire.QUIT)
         self.connection.close()
 
-
-def _split_word(text: str) -> tuple[str, str]:
-    """Split the first word of text, at any whitespace, from the rest."""
-    words = text.split(None, 1)
-    if not words:
-        return "", ""
-    return words[0], words[1] if len(words) == 2 else ""

@@ -70,7 +70,7 @@ class Options(TCPServerOptions):
         [
             "sendq",
             None,
-            "1MiB",
+            f"{limits.DEFAULT_SENDQ // 1024 // 1024}MiB",
             "Output a user may leave unread (bytes, or with K or M) before being disconnected.",
         ],
         ["max-users", None, str(DEFAULT_MAX_USERS), "Users the room holds at once."],

@@ -68,6 +68,7 @@ from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred
 
 from labproto import ports
+from labproto.chat.commands import split_command
 from labproto.chat.names import NAME_PATTERN, parse_name
 from labproto.chat.wire import NAME_RULE
 from labproto.clients import arguments
@@ -148,20 +149,16 @@ def prepare(options: argparse.Namespace) -> None:
 
 def is_quit(line: str) -> bool:
     """Whether a typed line is the /quit command, with or without a reason."""
-    # As the server reads it: a command starts the line, its word in any case.
-    return line[: len(QUIT)].lower() == QUIT and line[len(QUIT) : len(QUIT) + 1].strip() == ""
+    command = split_command(line)
+    return command is not None and command[0].lower() == QUIT
 
 
 def requested_name(line: str) -> str | None:
     """The name a typed line asks for with /nick, or None when it is no /nick of a valid name."""
-    # As the server reads it: "/" starts the line, and the command word, in
-    # any case, ends at the first whitespace; the name is the rest, trimmed.
-    if not line.startswith("/"):
+    command = split_command(line)
+    if command is None or command[0].lower() != NICK:
         return None
-    words = line.split(None, 1)
-    if len(words) < 2 or words[0].lower() != NICK:
-        return None
-    return parse_name(words[1])
+    return parse_name(command[1])
 
 
 class UserIO(Protocol):
