@@ -24,6 +24,7 @@ PLUGINS = {
     "knockknock": "The lab's TCP knock-knock server (TCP port 43390).",
     "labcalc": "The lab's TCP calculator server (TCP port 43391).",
     "labchat": "The lab's multi-user TCP chat room (TCP port 43389).",
+    "labsuite": "All five lab services in one process (ports 43387-43391).",
 }
 PLUGIN_FILES = {f"twisted/plugins/labproto_{name}.py" for name in PLUGINS}
 

@@ -1,0 +1,156 @@
+"""labsuite: all five services in one twistd process, each as it runs on its own."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+from collections.abc import Callable
+
+import pytest
+from support.chat import ChatConnections
+from support.processes import ServerProcess, run_labproto
+from twisted.application.internet import StreamServerEndpointService, UDPServer
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from labproto.suite import tap as suite_tap
+
+Start = Callable[..., ServerProcess]
+LOOPBACK_TCP = "tcp:0:interface=127.0.0.1"
+SERVICES = ("udpecho", "udptime", "labchat", "knockknock", "labcalc")
+
+
+def parsed(*argv: str) -> suite_tap.Options:
+    options = suite_tap.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def leaf_services(top: MultiService) -> list[object]:
+    found: list[object] = []
+    for child in top:
+        found.extend(leaf_services(child) if isinstance(child, MultiService) else [child])
+    return found
+
+
+def test_each_service_listens_on_its_own_default_port() -> None:
+    options = parsed()
+    assert {name: opts["port"] for name, opts in options.service_options.items()} == {
+        "udpecho": 43387,
+        "udptime": 43388,
+        "labchat": "tcp:43389",
+        "knockknock": "tcp:43390",
+        "labcalc": "tcp:43391",
+    }
+
+
+def test_each_port_can_be_moved_on_its_own() -> None:
+    options = parsed("--chat-port", "tcp6:5000", "--time-port", "0")
+    assert options.service_options["labchat"]["port"] == "tcp6:5000"
+    assert options.service_options["udptime"]["port"] == 0
+    assert options.service_options["udpecho"]["port"] == 43387
+
+
+def test_the_interface_applies_to_the_udp_services() -> None:
+    options = parsed("--interface", "127.0.0.1")
+    assert options.service_options["udpecho"]["interface"] == "127.0.0.1"
+    assert options.service_options["udptime"]["interface"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--echo-port", "70000"], "--echo-port must be a UDP port number from 0 to 65535"),
+        (["--calc-port", "99999"], "--calc-port must be a TCP port number from 0 to 65535"),
+        (["--knock-port", "nope:1"], "--knock-port 'nope:1' cannot be used"),
+        (["--interface", "eth0"], "--interface must be a local IPv4 or IPv6 address"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_labsuites_own_option(argv: list[str], message: str) -> None:
+    with pytest.raises(usage.UsageError, match=re.escape(message)):
+        parsed(*argv)
+
+
+def test_the_suite_holds_two_udp_and_three_tcp_servers() -> None:
+    top = suite_tap.makeService(parsed())
+    leaves = leaf_services(top)
+    assert sum(isinstance(s, UDPServer) for s in leaves) == 2
+    assert sum(isinstance(s, StreamServerEndpointService) for s in leaves) == 3
+
+
+def started_suite(servers: Start, *options: str) -> tuple[ServerProcess, dict[str, int]]:
+    """Start labsuite on free loopback ports; return it with the port each service took."""
+    server = servers(
+        "labsuite",
+        "--interface", "127.0.0.1",
+        "--echo-port", "0",
+        "--time-port", "0",
+        "--chat-port", LOOPBACK_TCP,
+        "--knock-port", LOOPBACK_TCP,
+        "--calc-port", LOOPBACK_TCP,
+        *options,
+    )  # fmt: skip
+    taken = {
+        name: int(server.wait_for(rf"\] {name} listening on (?:TCP|UDP) 127\.0\.0\.1:(\d+)$")[1])
+        for name in SERVICES
+    }
+    return server, taken
+
+
+def test_one_process_serves_all_five_to_the_real_clients(servers: Start) -> None:
+    server, port = started_suite(servers)
+
+    echo = run_labproto("echo", "--port", str(port["udpecho"]), "one process")
+    assert (echo.returncode, echo.stdout) == (
+        0,
+        f"Client received MESSAGE= Ok from ADDR= ('127.0.0.1', {port['udpecho']})\n",
+    )
+    server.wait_for(r"Server received MESSAGE= one process from ADDR= \('127\.0\.0\.1', \d+\)$")
+
+    clock = run_labproto("time", "--port", str(port["udptime"]), "--count", "1", "--timeout", "10")
+    assert clock.returncode == 0, clock.stderr
+    assert re.fullmatch(
+        r"Client received MESSAGE = (\d\d/\d\d/\d\d|\d\d:\d\d:\d\d) "
+        rf"from ADDR = \('127\.0\.0\.1', {port['udptime']}\)\n",
+        clock.stdout,
+    )
+
+    knock = run_labproto("knock", "--port", str(port["knockknock"]))
+    assert (knock.returncode, knock.stdout) == (0, "CLIENT RECEIVED: Who's there?\n")
+
+    calc = run_labproto("calc", "--port", str(port["labcalc"]), "--name", "ada", input="6 * 7\n")
+    assert (calc.returncode, calc.stdout) == (0, "Result: 42.0\nSession Ended\n")
+    server.wait_for(r"ada: 6 \* 7 = 42\.0$")
+
+    connections = ChatConnections()
+    try:
+        bob = connections.open(port["labchat"])
+        bob.log_in("bob")
+        chat = run_labproto(
+            "chat", "--port", str(port["labchat"]), "--name", "alice", input="hi from the suite\n"
+        )
+        assert chat.returncode == 0, chat.stderr
+        bob.lines_through("<alice> hi from the suite")
+    finally:
+        connections.close()
+    assert server.stop() in (0, -signal.SIGINT)
+
+
+def test_one_port_taken_stops_the_whole_suite_with_status_1(servers: Start) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = servers(
+            "labsuite",
+            "--interface", "127.0.0.1",
+            "--echo-port", "0",
+            "--time-port", "0",
+            "--chat-port", LOOPBACK_TCP,
+            "--knock-port", LOOPBACK_TCP,
+            "--calc-port", f"tcp:{port}:interface=127.0.0.1",
+        )  # fmt: skip
+        server.wait_for(rf"Cannot listen on tcp:{port}:interface=127\.0\.0\.1: ")
+        assert server.process.wait(timeout=20) == 1
+    assert "Traceback" not in server.output()
