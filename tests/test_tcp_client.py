@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import queue
 from collections.abc import Callable, Iterator
@@ -496,7 +497,9 @@ def test_a_connect_timeout_is_one_clear_line() -> None:
 
 def test_another_connect_error_gives_the_system_reason() -> None:
     connecting = Connecting()
-    connecting.fail(error.ConnectError(osError="Network is unreachable"))
+    # As the reactor reports it: the errno, and its strerror text.
+    unreachable = error.getConnectError((errno.ENETUNREACH, os.strerror(errno.ENETUNREACH)))
+    connecting.fail(unreachable)
     assert failure_of(connecting.result, ClientError).message == (
         f"cannot connect to {WHERE}: Network is unreachable"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections import deque
 from pathlib import Path
@@ -328,6 +329,19 @@ def _certificates_in(path: Path) -> list[Any]:
     raise ClientError(f"cannot read --ca-file {path}: {reason}", status=2)
 
 
+def connect_error_reason(e: error.ConnectError) -> str:
+    """The system's words for why a connection failed, as Twisted's reactor reports it.
+
+    The reactor gives the errno as osError and its strerror text as the
+    first argument (twisted.internet.error.getConnectError).
+    """
+    if e.args and e.args[0]:
+        return str(e.args[0])
+    if isinstance(e.osError, int):
+        return os.strerror(e.osError)
+    return str(e.osError or e)
+
+
 async def connect_lines(
     reactor: Any, options: argparse.Namespace, farewell: str | None = None
 ) -> ServerConnection:
@@ -352,7 +366,7 @@ async def connect_lines(
     except error.TimeoutError:
         raise ClientError(f"no server at {where} (timed out connecting)") from None
     except error.ConnectError as e:
-        raise ClientError(f"cannot connect to {where}: {e.osError or e}") from None
+        raise ClientError(f"cannot connect to {where}: {connect_error_reason(e)}") from None
     return ServerConnection(
         reactor, protocol, options.host, options.port, options.timeout, farewell
     )
