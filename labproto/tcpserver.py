@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from labproto.lines import DEFAULT_MAX_LINE
 from labproto.ports import parse_port_number
+from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingFactory
 
 # Enough for any line a person types, and small enough that a thousand
 # connections each holding a full line cost about a megabyte.
@@ -57,7 +58,11 @@ def listening_parameters(default_port: int) -> list[list[object]]:
 
 
 class TCPServerOptions(usage.Options):
-    """The options every TCP line server takes (see listening_parameters)."""
+    """The options every TCP line server takes (see listening_parameters), and --trace."""
+
+    # usage.Options gathers optFlags from every class of a subclass's MRO, so
+    # a service's Options that has flags of its own still takes --trace.
+    optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
         self["port"] = endpoint_description(self["port"])
@@ -128,8 +133,13 @@ class AnnouncedEndpoint:
 def tcp_service(
     options: TCPServerOptions, factory: IProtocolFactory, name: str, reactor: Any = None
 ) -> service.MultiService:
-    """Build the service that serves factory on the endpoint of options' --port."""
+    """Build the service that serves factory on the endpoint of options' --port.
+
+    With --trace, every connection's bytes are logged under name (see labproto.trace).
+    """
     description = options["port"]
+    if options["trace"]:
+        factory = TracingFactory(factory, name)
     endpoint = endpoints.serverFromString(reactor or _reactor(), description)
     server = StreamServerEndpointService(AnnouncedEndpoint(endpoint, description, name), factory)
     # Fail at start, with twistd's exit status, rather than log and serve nothing.

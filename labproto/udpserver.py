@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from labproto.ports import parse_port_number
+from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingDatagramProtocol
 
 # The largest payload a UDP datagram can carry: read whole datagrams, so that
 # an oversized one is logged at its true size rather than cut at Twisted's
@@ -36,7 +37,11 @@ def listening_parameters(default_port: int) -> list[list[object]]:
 
 
 class UDPServerOptions(usage.Options):
-    """The options every UDP server takes: where to listen (see listening_parameters)."""
+    """The options every UDP server takes: where to listen (see listening_parameters), --trace."""
+
+    # usage.Options gathers optFlags from every class of a subclass's MRO, so
+    # a service's Options that has flags of its own still takes --trace.
+    optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
         self["port"] = parse_port_number(self["port"], "UDP")
@@ -89,7 +94,13 @@ class UDPServer(internet.UDPServer):
 
 
 def udp_service(options: UDPServerOptions, protocol: DatagramProtocol) -> service.MultiService:
-    """Build the service that serves protocol on the UDP port and interface of options."""
+    """Build the service that serves protocol on the UDP port and interface of options.
+
+    With --trace, every datagram in and out is logged under the protocol's
+    service_name (see labproto.trace).
+    """
+    if options["trace"]:
+        protocol = TracingDatagramProtocol(protocol)
     top = service.MultiService()
     server = UDPServer(
         options["port"],

@@ -154,3 +154,20 @@ def test_one_port_taken_stops_the_whole_suite_with_status_1(servers: Start) -> N
         server.wait_for(rf"Cannot listen on tcp:{port}:interface=127\.0\.0\.1: ")
         assert server.process.wait(timeout=20) == 1
     assert "Traceback" not in server.output()
+
+
+def test_trace_reaches_every_service_of_the_suite() -> None:
+    options = parsed("--trace")
+    assert all(opts["trace"] for opts in options.service_options.values())
+    assert not any(opts["trace"] for opts in parsed().service_options.values())
+
+
+def test_the_suite_traces_tcp_and_udp_alike(servers: Start) -> None:
+    server, port = started_suite(servers, "--trace")
+    run_labproto("echo", "--port", str(port["udpecho"]), "seen")
+    server.wait_for(r"trace udpecho \('127\.0\.0\.1', \d+\) in 4 bytes: \"seen\"$")
+    server.wait_for(r"trace udpecho \('127\.0\.0\.1', \d+\) out 2 bytes: \"Ok\"$")
+    run_labproto("knock", "--port", str(port["knockknock"]))
+    knock = r"trace knockknock \('127\.0\.0\.1', \d+\)"
+    server.wait_for(rf"{knock} in 15 bytes: \"Knock knock\.\.\\r\\n\"$")
+    server.wait_for(rf"{knock} out 14 bytes: \"Who's there\?\\r\\n\"$")

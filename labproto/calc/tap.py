@@ -12,7 +12,7 @@ from labproto.tcpserver import TCPServerOptions, listening_parameters, tcp_servi
 class Options(TCPServerOptions):
     """Options of the labcalc server."""
 
-    synopsis = "[--port N|ENDPOINT] [--max-line N]"
+    synopsis = "[--port N|ENDPOINT] [--max-line N] [--trace]"
     longdesc = (
         "The lab's TCP calculator: it asks each client's name, remembers it for the "
         "whole session, and answers expressions like 12 + 42 until the client sends q. "

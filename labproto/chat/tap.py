@@ -45,7 +45,7 @@ class Options(TCPServerOptions):
 
     synopsis = (
         "[--port N|ENDPOINT] [--max-line N] [--login-timeout S] [--burst N] [--rate N] "
-        "[--sendq BYTES] [--max-users N] [--quiet]"
+        "[--sendq BYTES] [--max-users N] [--quiet] [--trace]"
     )
     longdesc = (
         "The lab's TCP chat room: everyone who connects picks a name and talks to "

@@ -12,7 +12,7 @@ from labproto.tcpserver import TCPServerOptions, listening_parameters, tcp_servi
 class Options(TCPServerOptions):
     """Options of the knockknock server."""
 
-    synopsis = "[--port N|ENDPOINT] [--max-line N]"
+    synopsis = "[--port N|ENDPOINT] [--max-line N] [--trace]"
     longdesc = (
         "The lab's TCP knock-knock server: it plays the audience of a knock-knock "
         "joke, one joke after another on each connection. Try it with: "

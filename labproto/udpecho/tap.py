@@ -12,7 +12,7 @@ from labproto.udpserver import UDPServerOptions, listening_parameters, udp_servi
 class Options(UDPServerOptions):
     """Options of the udpecho server."""
 
-    synopsis = "[--port N] [--interface ADDR]"
+    synopsis = "[--port N] [--interface ADDR] [--trace]"
     longdesc = (
         "The lab's UDP message/ack server: logs every datagram with its sender "
         "and answers Ok. Try it with: labproto echo --host THIS-HOST"

@@ -33,7 +33,9 @@ _SAMPLE_DAYS = range(0, 366, 3)
 class Options(UDPServerOptions):
     """Options of the udptime server."""
 
-    synopsis = "[--port N] [--interface ADDR] [--utc] [--date-format F] [--time-format F]"
+    synopsis = (
+        "[--port N] [--interface ADDR] [--utc] [--date-format F] [--time-format F] [--trace]"
+    )
     longdesc = (
         "The lab's UDP date/time server: answers SEND_DATE and SEND_TIME "
         "(optionally followed by a token to echo), never with more bytes than "
