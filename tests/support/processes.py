@@ -28,6 +28,13 @@ def child_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+def _hear_ctrl_c() -> None:
+    # A shell without job control starts its background jobs with SIGINT
+    # ignored, and children inherit that: stop() would then wait out its
+    # deadline. A server started here must hear Ctrl-C as a user's would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ServerProcess:
     """A running server whose combined output is collected line by line as it comes."""
 
@@ -44,6 +51,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            preexec_fn=_hear_ctrl_c,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
