@@ -14,13 +14,13 @@ what the docs say they show.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import system
 from support.chat import PROMPT
 from support.netns import TwoHosts, two_hosts, why_no_namespaces
 from support.processes import DEADLINE, LABPROTO, ServerProcess
@@ -34,10 +34,7 @@ ARROW = "(?:→|->)"
 @pytest.fixture(scope="module")
 def tshark() -> str:
     """The tshark command."""
-    path = shutil.which("tshark")
-    if path is None:
-        pytest.skip("tshark is not installed (apt-get install tshark)")
-    return path
+    return system.tshark()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +42,7 @@ def hosts(tshark: str) -> Iterator[TwoHosts]:
     """The two computers, made once for this module and removed after it."""
     reason = why_no_namespaces()
     if reason is not None:
-        pytest.skip(reason)
+        system.missing(reason)
     with two_hosts() as pair:
         yield pair
 

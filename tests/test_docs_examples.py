@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from support.processes import (
     child_environment,
     start_twistd,
 )
+from support.system import openbsd_nc
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -196,12 +196,8 @@ def test_doc_example_prints_what_the_doc_shows(
     example: Example, ports: Callable[[str], int]
 ) -> None:
     if example.program[0] == "nc":
-        if shutil.which("nc") is None:
-            pytest.skip("nc is not installed: the docs' nc sessions cannot be run")
-        if "-N" in example.program:
-            usage = subprocess.run(["nc", "-h"], capture_output=True, text=True, check=False)
-            if not re.search(r"^\s*-N\s", usage.stdout + usage.stderr, re.MULTILINE):
-                pytest.skip("this nc has no -N (the docs use OpenBSD netcat's)")
+        # The docs use OpenBSD netcat, Debian's netcat-openbsd.
+        openbsd_nc()
     command = localized(example, ports(example.service))
     environment = {**child_environment(), "PATH": f"{BIN}:{child_environment()['PATH']}"}
     result = subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from support.certificates import make_certificate, tls_endpoint
 from support.chat import PROMPT, ChatConnections, ChatUser, chat_server
 from support.processes import DEADLINE, ServerProcess, run_labproto, tcp_server
+from support.system import openbsd_nc
 
 Start = Callable[..., ServerProcess]
 UDP_LISTENING = r"listening on UDP \S+:(\d+)$"
@@ -124,12 +124,7 @@ def test_a_half_closed_labcalc_connection_gets_every_answer_and_traces_the_fin(
 def test_nc_N_gets_every_answer_from_a_traced_labcalc(
     servers: Start, typed: str, answers: list[str]
 ) -> None:
-    nc = shutil.which("nc")
-    if nc is None:
-        pytest.skip("nc is not installed (apt-get install netcat-openbsd)")
-    usage = subprocess.run([nc, "-h"], capture_output=True, text=True, timeout=DEADLINE)
-    if not re.search(r"^\s*-N\b", usage.stdout + usage.stderr, re.MULTILINE):
-        pytest.skip(f"{nc} has no -N option (it is not OpenBSD netcat)")
+    nc = openbsd_nc()
     server, port = tcp_server(servers, "labcalc", "--trace")
     result = subprocess.run(
         [nc, "-N", "127.0.0.1", str(port)],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 from support.chat import PROMPT, ChatUser
 from support.netns import TwoHosts, two_hosts, why_no_namespaces
 from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment
+from support.system import missing, openbsd_nc
 
 Start = Callable[..., ServerProcess]
 
@@ -38,7 +38,7 @@ def hosts() -> Iterator[TwoHosts]:
     """The two computers, made once for this module and removed after it."""
     reason = why_no_namespaces()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     with two_hosts() as pair:
         yield pair
 
@@ -58,9 +58,12 @@ def start(hosts: TwoHosts, tmp_path: Path) -> Iterator[Start]:
         return server
 
     yield start_server
-    for server in started:
+    # Every server stops before any is judged: one left running would hold
+    # the namespace and the default ports for the tests after this one.
+    statuses = [server.stop() for server in started]
+    for server, status in zip(started, statuses, strict=True):
         # twistd re-raises the SIGINT that stopped it, as a shell expects.
-        assert server.stop() in (0, -signal.SIGINT), server.output()
+        assert status in (0, -signal.SIGINT), server.output()
         assert "Traceback" not in server.output()
 
 
@@ -157,8 +160,7 @@ def test_labcalc_computes_for_the_other_computer(hosts: TwoHosts, start: Start) 
 
 
 def test_labchat_joins_a_user_of_each_computer(hosts: TwoHosts, start: Start) -> None:
-    if shutil.which("nc") is None:
-        pytest.skip("nc (netcat-openbsd) is not installed")
+    openbsd_nc()
     server = start("labchat")
     server.wait_for(r"labchat listening on TCP 0\.0\.0\.0:43389$")
     # bob sits at the server computer itself, with nc on its loopback.
