@@ -186,6 +186,28 @@ def test_the_traced_service_writes_exactly_what_it_writes_untraced() -> None:
     assert traced_transport.disconnecting and bare.disconnecting
 
 
+class WitnessTransport(TCPTransport):
+    """A transport that notes, at each write, how many trace lines were logged before it."""
+
+    def __init__(self, logged: Any) -> None:
+        super().__init__(peerAddress=PEER)
+        self.logged = logged
+        self.traces_before: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        self.traces_before.append(sum(line.startswith("trace ") for line in self.logged.lines()))
+        super().write(data)
+
+
+def test_a_write_is_traced_before_the_connection_has_it(logged) -> None:
+    # Were it traced after, an answer sent at once (or a connection lost at
+    # the write) could appear in the log before the write that caused it.
+    protocol, transport = traced(RecorderFactory(64), WitnessTransport(logged))
+    protocol.dataReceived(b"hi\n")
+    # connected and "in" come first; the write finds its own "out" line logged.
+    assert cast(WitnessTransport, transport).traces_before == [3]
+
+
 def test_write_sequence_is_traced_as_one_chunk(logged) -> None:
     protocol, transport = traced(RecorderFactory(64))
     protocol.writeSequence([b"one ", b"two\r\n"])
