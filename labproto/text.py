@@ -8,6 +8,10 @@ import re
 # controls: the characters that could move a terminal's cursor or start an
 # escape sequence when a log is read in one.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f]")
+# What a log line must escape besides: the controls above, the line and
+# paragraph separators (which some viewers break a line at) and the bidi
+# embeddings, overrides and isolates (which reorder the text shown after them).
+_UNLOGGABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 # How much of one peer's text a single log line shows.
@@ -26,16 +30,18 @@ def has_controls(text: str) -> bool:
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    return _NAMED_ESCAPES.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def printable(text: str) -> str:
-    """Return text with control characters shown as escapes (``\\r``, ``\\x1b``).
+    """Return text with control characters shown as escapes (``\\r``, ``\\x1b``, ``\\u202e``).
 
     Used wherever a peer's text reaches a log, so that nobody can drive the
-    terminal of the person reading the log.
+    terminal of the person reading the log, break a log line in two or make
+    its text read in another order.
     """
-    return _UNPRINTABLE.sub(_escape, text)
+    return _UNLOGGABLE.sub(_escape, text)
 
 
 def loggable(data: bytes, limit: int = LOG_TEXT_LIMIT) -> str:

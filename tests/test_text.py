@@ -11,6 +11,14 @@ def test_printable_escapes_terminal_controls() -> None:
     assert printable("a\tb\r\n\x1b[31mred\x7f\x9b") == "a\\tb\\r\\n\\x1b[31mred\\x7f\\x9b"
 
 
+def test_printable_escapes_what_would_break_or_reorder_a_log_line() -> None:
+    # A line separator ends a line in some viewers; a bidi override makes
+    # the rest of a log line read backwards ("Trojan Source").
+    assert printable("a\u2028b\u2029c \u202eevil\u202c \u2066x\u2069") == (
+        "a\\u2028b\\u2029c \\u202eevil\\u202c \\u2066x\\u2069"
+    )
+
+
 def test_printable_keeps_non_ascii_text() -> None:
     assert printable("héllo ☃") == "héllo ☃"
 
