@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 # The console scripts of the environment the tests run in: the same twistd
 # and labproto that a user of this checkout runs.
@@ -21,6 +22,8 @@ LABPROTO = str(BIN / "labproto")
 # How long a real process gets to do what a test waits for. Generous, since
 # it only matters when something is wrong; a passing test never waits it out.
 DEADLINE = 20.0
+
+T = TypeVar("T")
 
 
 def child_environment() -> dict[str, str]:
@@ -101,6 +104,23 @@ class ServerProcess:
                 self.process.wait()
         self._reader.join(DEADLINE)
         return self.process.returncode
+
+
+def poll_until(check: Callable[[], T | None], deadline: float = DEADLINE) -> T:
+    """Call check until it returns something other than None, and return that.
+
+    Only for a state the kernel changes on its own, which gives nothing to
+    wait on (a socket's TCP state, a capture's socket appearing); it fails
+    with check's last answer once deadline seconds have passed.
+    """
+    give_up = time.monotonic() + deadline
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        if time.monotonic() > give_up:
+            raise AssertionError(f"still waiting after {deadline} s for {check}")
+        time.sleep(0.01)
 
 
 def start_twistd(plugin: str, *options: str, cwd: Path) -> ServerProcess:
