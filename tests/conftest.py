@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from support.netns import TwoHosts, two_hosts, why_no_namespaces
 from support.processes import ServerProcess, start_twistd
+from support.system import missing
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 
 
@@ -54,3 +57,41 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[TwoHosts]:
+    """Two computers (network namespaces joined by a veth pair), made once for a test module.
+
+    Where namespaces cannot be made, the tests that use them skip and say
+    why (in CI they fail: see support.system).
+    """
+    reason = why_no_namespaces()
+    if reason is not None:
+        missing(reason)
+    with two_hosts() as pair:
+        yield pair
+
+
+@pytest.fixture
+def remote_servers(hosts: TwoHosts, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real twistd servers on the server computer of hosts; each is stopped after the test.
+
+    Its namespace is fresh, so the default ports are free; each test stops
+    its servers before the next one takes the same ports.
+    """
+    started: list[ServerProcess] = []
+
+    def start(plugin: str, *options: str) -> ServerProcess:
+        server = hosts.start_twistd(plugin, *options, cwd=tmp_path)
+        started.append(server)
+        return server
+
+    yield start
+    # Every server stops before any is judged: one left running would hold
+    # the namespace and the default ports for the tests after this one.
+    statuses = [server.stop() for server in started]
+    for server, status in zip(started, statuses, strict=True):
+        # twistd re-raises the SIGINT that stopped it, as a shell expects.
+        assert status in (0, -signal.SIGINT), server.output()
+        assert "Traceback" not in server.output()

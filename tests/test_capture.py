@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from support import system
 from support.chat import PROMPT
-from support.netns import TwoHosts, two_hosts, why_no_namespaces
+from support.netns import TwoHosts
 from support.processes import DEADLINE, LABPROTO, ServerProcess, poll_until
 
 MESSAGE = "hello over the wire"
@@ -35,16 +35,6 @@ ARROW = "(?:→|->)"
 def tshark() -> str:
     """The tshark command."""
     return system.tshark()
-
-
-@pytest.fixture(scope="module")
-def hosts(tshark: str) -> Iterator[TwoHosts]:
-    """The two computers, made once for this module and removed after it."""
-    reason = why_no_namespaces()
-    if reason is not None:
-        system.missing(reason)
-    with two_hosts() as pair:
-        yield pair
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -24,17 +23,20 @@ from pathlib import Path
 import pytest
 from support.certificates import make_certificate
 from support.chat import PROMPT, ChatConnections, ChatUser, chat_server
-from support.netns import TwoHosts, two_hosts, why_no_namespaces
+from support.netns import TwoHosts
 from support.processes import (
     DEADLINE,
     LABPROTO,
     TWISTD,
     ServerProcess,
     child_environment,
+    loopback_suite,
     poll_until,
     run_labproto,
     tcp_server,
 )
+from support.system import nc_lines, openbsd_nc
+from support.system import ss as system_ss
 from twisted.python import usage
 
 from labproto.suite import tap as suite_tap
@@ -47,7 +49,6 @@ UDP_LISTENING = r"listening on UDP \S+:(\d+)$"
 PEER = re.compile(r"\('127\.0\.0\.1', \d+\)")
 # twistd's time stamp before each log line: the pages leave it out.
 STAMPED = re.compile(r"^\S+ (\[.*)$")
-LOOPBACK_TCP = "tcp:0:interface=127.0.0.1"
 CALC_WELCOME = "Welcome to labcalc. What's your name?"
 KNOCK_ERROR = 'ERROR you\'re supposed to say "Knock knock"'
 
@@ -112,24 +113,6 @@ def trace_texts(server: ServerProcess, service: str) -> list[str]:
 
 
 # Tools a test may lack.
-
-
-def need_nc(half_close: bool = False) -> str:
-    nc = shutil.which("nc")
-    if nc is None:
-        pytest.skip("nc is not installed (apt-get install netcat-openbsd)")
-    if half_close:
-        usage_text = subprocess.run([nc, "-h"], capture_output=True, text=True, timeout=DEADLINE)
-        if not re.search(r"^\s*-N\b", usage_text.stdout + usage_text.stderr, re.MULTILINE):
-            pytest.skip(f"{nc} has no -N option (it is not OpenBSD netcat)")
-    return nc
-
-
-def need_ss() -> str:
-    ss = shutil.which("ss") or shutil.which("ss", path="/usr/sbin:/sbin")
-    if ss is None:
-        pytest.skip("ss is not installed (apt-get install iproute2)")
-    return ss
 
 
 def udp_server(servers: Start, plugin: str, *options: str) -> tuple[ServerProcess, int]:
@@ -215,7 +198,7 @@ def connections() -> Iterator[ChatConnections]:
 
 def test_ss_shows_the_listening_socket_and_both_ends_of_a_connection(servers: Start) -> None:
     """stateful.rst:57-64: ``ss -tan`` shows a server LISTEN and both ends of a connection ESTAB."""
-    ss = need_ss()
+    ss = system_ss()
     _, port = tcp_server(servers, "labcalc")
     sock, lines = tcp_lines(port)
     with sock:
@@ -241,7 +224,7 @@ def test_the_side_that_closes_first_keeps_the_connection_in_time_wait(
 ) -> None:
     """stateful.rst:53-54 and wire.rst:190-195: after /quit the server closes first (FIN), so
     its end of the connection, not the client's, waits in TIME-WAIT."""
-    ss = need_ss()
+    ss = system_ss()
     _, port = chat_server(servers)
     alice = connections.open(port)
     alice.log_in("alice")
@@ -397,31 +380,6 @@ def test_a_restarted_labchat_is_an_empty_room(servers: Start, connections: ChatC
 # docs/two-computers.rst
 
 
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[TwoHosts]:
-    """Two computers (network namespaces) for this module; skipped where they cannot be made."""
-    reason = why_no_namespaces()
-    if reason is not None:
-        pytest.skip(reason)
-    with two_hosts() as pair:
-        yield pair
-
-
-@pytest.fixture
-def on_server(hosts: TwoHosts, tmp_path: Path) -> Iterator[Start]:
-    """Start twistd plugins on the server computer; each is stopped when the test ends."""
-    started: list[ServerProcess] = []
-
-    def start(plugin: str, *options: str) -> ServerProcess:
-        server = hosts.start_twistd(plugin, *options, cwd=tmp_path)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        assert server.stop() in (0, -signal.SIGINT), server.output()
-
-
 def run_together(
     commands: dict[str, list[str]], inputs: dict[str, str] | None = None
 ) -> dict[str, tuple[int, str, str]]:
@@ -452,12 +410,12 @@ def run_together(
 
 
 def test_nc_alone_reaches_every_service_from_the_other_computer(
-    hosts: TwoHosts, on_server: Start
+    hosts: TwoHosts, remote_servers: Start
 ) -> None:
     """two-computers.rst:19-20 and 92-98: the page's own nc command lines, run on B against
     labsuite on A, each get their service's answer (chat and knockknock as on their pages)."""
-    need_nc(half_close=True)
-    suite = on_server("labsuite")
+    openbsd_nc()
+    suite = remote_servers("labsuite")
     for port in range(43387, 43392):
         suite.wait_for(rf"listening on (TCP|UDP) 0\.0\.0\.0:{port}$")
     page = (DOCS / "two-computers.rst").read_text(encoding="utf-8")
@@ -507,7 +465,7 @@ def test_the_clients_say_in_one_line_why_the_other_computer_cannot_be_reached(
     ``no server at A:PORT (connection refused)`` (TCP reset, or ICMP for UDP) with status 1,
     and ``nc -v`` says ``Connection refused``; an address B has no route to is
     ``cannot connect to ...``, with the network's own words."""
-    nc = need_nc()
+    nc = openbsd_nc()
     # A TCP client and a UDP one: the others share their ways of connecting (test_tcp_e2e.py
     # and test_udp_e2e.py try each on loopback).
     refused = {"chat": 43389, "echo": 43387}
@@ -543,12 +501,12 @@ def test_the_clients_say_in_one_line_why_the_other_computer_cannot_be_reached(
 
 
 def test_a_server_on_loopback_is_reachable_from_its_own_computer_alone(
-    hosts: TwoHosts, on_server: Start
+    hosts: TwoHosts, remote_servers: Start
 ) -> None:
     """two-computers.rst:37-40: udpecho with ``--interface 127.0.0.1`` and labchat with
     ``--port tcp:43389:interface=127.0.0.1`` answer on A and refuse B."""
-    echo = on_server("udpecho", "--interface", "127.0.0.1")
-    chat = on_server("labchat", "--port", "tcp:43389:interface=127.0.0.1")
+    echo = remote_servers("udpecho", "--interface", "127.0.0.1")
+    chat = remote_servers("labchat", "--port", "tcp:43389:interface=127.0.0.1")
     echo.wait_for(r"udpecho listening on UDP 127\.0\.0\.1:43387$")
     chat.wait_for(r"labchat listening on TCP 127\.0\.0\.1:43389$")
     results = run_together(
@@ -648,15 +606,7 @@ def test_a_taken_port_stops_the_suite_with_the_line_the_service_alone_writes(
         taken.listen()
         port = taken.getsockname()[1]
         alone = servers("labcalc", "--port", str(port))
-        suite = servers(
-            "labsuite",
-            "--interface", "127.0.0.1",
-            "--echo-port", "0",
-            "--time-port", "0",
-            "--chat-port", LOOPBACK_TCP,
-            "--knock-port", LOOPBACK_TCP,
-            "--calc-port", str(port),
-        )  # fmt: skip
+        suite = servers(*loopback_suite(calc_port=str(port)))
         said = [server.wait_for(r"\] (Cannot listen on .*)$").group(1) for server in (alone, suite)]
         statuses = [server.process.wait(DEADLINE) for server in (alone, suite)]
     assert said == [shown.replace("43391", str(port))] * 2
@@ -705,16 +655,8 @@ def test_a_tcp_port_option_takes_a_number_or_an_endpoint() -> None:
 def test_the_suite_serves_tls_on_an_ssl_port(servers: Start, tmp_path: Path) -> None:
     """labsuite.rst:218-222: ``--calc-port ssl:...:privateKey=key.pem:certKey=cert.pem``."""
     certificate = make_certificate(tmp_path)
-    suite = servers(
-        "labsuite",
-        "--interface", "127.0.0.1",
-        "--echo-port", "0",
-        "--time-port", "0",
-        "--chat-port", LOOPBACK_TCP,
-        "--knock-port", LOOPBACK_TCP,
-        "--calc-port",
-        f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.certificate}",
-    )  # fmt: skip
+    tls_port = f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}"
+    suite = servers(*loopback_suite(calc_port=f"{tls_port}:certKey={certificate.certificate}"))
     port = suite.wait_for(r"labcalc listening on TCP 127\.0\.0\.1:(\d+) \(TLS\)$").group(1)
     result = run_labproto(
         "calc", "--port", port, "--ca-file", str(certificate.certificate), "--name", "ada",
@@ -759,31 +701,12 @@ def test_the_every_port_free_example_logs_the_ports_it_took(servers: Start) -> N
     assert results["calc"] == (0, "Result: 2.0\nSession Ended\n", "")
 
 
-def test_interface_double_colon_is_ipv6_and_ipv4(servers: Start) -> None:
-    """labsuite.rst:223-225 (and udpecho's --interface): ``::`` answers IPv6 and IPv4."""
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError as e:
-        pytest.skip(f"this machine has no IPv6 loopback: {e}")
-    _, port = udp_server(servers, "udpecho", "--interface", "::")
-    results = run_together(
-        {
-            host: [LABPROTO, "echo", "--host", host, "--port", str(port), "--timeout", "10"]
-            for host in ("::1", "127.0.0.1")
-        }
-    )
-    for host, (status, out, err) in results.items():
-        assert (status, err) == (0, ""), host
-        assert out == f"Client received MESSAGE= Ok from ADDR= ('{host}', {port})\n"
-
-
 def test_the_interface_option_of_the_suite_binds_the_udp_services_only(
-    hosts: TwoHosts, on_server: Start
+    hosts: TwoHosts, remote_servers: Start
 ) -> None:
     """labsuite.rst:223-226: ``--interface`` is the UDP services' address; the TCP services
     keep theirs (every interface, unless their endpoint says otherwise)."""
-    suite = on_server("labsuite", "--interface", "127.0.0.1")
+    suite = remote_servers("labsuite", "--interface", "127.0.0.1")
     suite.wait_for(r"udpecho listening on UDP 127\.0\.0\.1:43387$")
     suite.wait_for(r"labcalc listening on TCP 0\.0\.0\.0:43391$")
     results = run_together(
@@ -805,29 +728,16 @@ def normalized(lines: list[str], ours: str, theirs: str) -> list[str]:
     return [line.replace(ours, theirs) for line in lines]
 
 
-def run_nc(nc: str, port: int, typed: str) -> list[str]:
-    """``printf TYPED | nc -N 127.0.0.1 PORT``: the lines it prints."""
-    result = subprocess.run(
-        [nc, "-N", "127.0.0.1", str(port)],
-        input=typed,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
-    assert (result.returncode, result.stderr) == (0, "")
-    return [line.rstrip("\r") for line in result.stdout.splitlines()]
-
-
 def test_the_tcp_session_log_is_the_one_the_page_shows(servers: Start) -> None:
     """wire.rst:52-75: the whole log of a traced labcalc session, service lines between the
     trace lines, nc's three lines arriving as one chunk of 19 bytes, and no FIN traced."""
-    nc = need_nc(half_close=True)
+    openbsd_nc()
     shown = literal_block_after("wire.rst", "The server's log (without the time stamps")
     assert len(shown) == 11, shown
     page_peer = PEER.search(shown[0])
     assert page_peer is not None
     server, port = tcp_server(servers, "labcalc", "--trace")
-    run_nc(nc, port, "gautamop\n12 + 42\nq\n")
+    nc_lines(port, "gautamop\n12 + 42\nq\n")
     server.wait_for(r"Session ended \(gautamop\)$")
     logged = [log_text(line) for line in server.lines]
     start = next(i for i, line in enumerate(logged) if "trace labcalc" in line)
@@ -838,13 +748,13 @@ def test_the_tcp_session_log_is_the_one_the_page_shows(servers: Start) -> None:
 
 def test_without_q_the_server_sees_the_fin_first_answers_and_closes(servers: Start) -> None:
     """wire.rst:76-84: the page's command, and the last three trace lines it shows."""
-    nc = need_nc(half_close=True)
+    openbsd_nc()
     shown = literal_block_after("wire.rst", "$ printf 'gautamop\\n7 / 2\\n' | nc -N")
     assert len(shown) == 3, shown
     page_peer = PEER.search(shown[0])
     assert page_peer is not None
     server, port = tcp_server(servers, "labcalc", "--trace")
-    assert run_nc(nc, port, "gautamop\n7 / 2\n")[-1] == "3.5"
+    assert nc_lines(port, "gautamop\n7 / 2\n")[-1] == "3.5"
     server.wait_for(r"trace labcalc .* closed: ")
     traced = trace_texts(server, "labcalc")
     peer = PEER.search(traced[0])
@@ -926,7 +836,7 @@ def test_over_tls_the_trace_shows_the_plaintext_the_page_shows(
 
 def test_an_interactive_nc_session_shows_the_pages_lines(servers: Start) -> None:
     """labchat.rst:268-279: the page's transcript, each line typed after the server's."""
-    nc = need_nc()
+    nc = openbsd_nc()
     shown = block_from("labchat.rst", "$ nc 127.0.0.1 43389")[1:]
     typed = shown[1::2]
     assert typed == ["alice", "hello", "/quit"]

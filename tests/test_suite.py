@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 from collections.abc import Callable
 
 import pytest
 from support.chat import ChatConnections
-from support.processes import ServerProcess, run_labproto
+from support.processes import ServerProcess, loopback_suite, run_labproto
 from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import MultiService
 from twisted.python import usage
@@ -17,7 +16,6 @@ from twisted.python import usage
 from labproto.suite import tap as suite_tap
 
 Start = Callable[..., ServerProcess]
-LOOPBACK_TCP = "tcp:0:interface=127.0.0.1"
 SERVICES = ("udpecho", "udptime", "labchat", "knockknock", "labcalc")
 
 
@@ -81,16 +79,7 @@ def test_the_suite_holds_two_udp_and_three_tcp_servers() -> None:
 
 def started_suite(servers: Start, *options: str) -> tuple[ServerProcess, dict[str, int]]:
     """Start labsuite on free loopback ports; return it with the port each service took."""
-    server = servers(
-        "labsuite",
-        "--interface", "127.0.0.1",
-        "--echo-port", "0",
-        "--time-port", "0",
-        "--chat-port", LOOPBACK_TCP,
-        "--knock-port", LOOPBACK_TCP,
-        "--calc-port", LOOPBACK_TCP,
-        *options,
-    )  # fmt: skip
+    server = servers(*loopback_suite(), *options)
     taken = {
         name: int(server.wait_for(rf"\] {name} listening on (?:TCP|UDP) 127\.0\.0\.1:(\d+)$")[1])
         for name in SERVICES
@@ -135,25 +124,6 @@ def test_one_process_serves_all_five_to_the_real_clients(servers: Start) -> None
     finally:
         connections.close()
     assert server.stop() in (0, -signal.SIGINT)
-
-
-def test_one_port_taken_stops_the_whole_suite_with_status_1(servers: Start) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        server = servers(
-            "labsuite",
-            "--interface", "127.0.0.1",
-            "--echo-port", "0",
-            "--time-port", "0",
-            "--chat-port", LOOPBACK_TCP,
-            "--knock-port", LOOPBACK_TCP,
-            "--calc-port", f"tcp:{port}:interface=127.0.0.1",
-        )  # fmt: skip
-        server.wait_for(rf"Cannot listen on tcp:{port}:interface=127\.0\.0\.1: ")
-        assert server.process.wait(timeout=20) == 1
-    assert "Traceback" not in server.output()
 
 
 def test_trace_reaches_every_service_of_the_suite() -> None:

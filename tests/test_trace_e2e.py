@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from support.certificates import make_certificate, tls_endpoint
 from support.chat import PROMPT, ChatConnections, ChatUser, chat_server
 from support.processes import DEADLINE, ServerProcess, run_labproto, tcp_server
-from support.system import openbsd_nc
+from support.system import nc_lines
 
 Start = Callable[..., ServerProcess]
 UDP_LISTENING = r"listening on UDP \S+:(\d+)$"
@@ -124,17 +123,8 @@ def test_a_half_closed_labcalc_connection_gets_every_answer_and_traces_the_fin(
 def test_nc_N_gets_every_answer_from_a_traced_labcalc(
     servers: Start, typed: str, answers: list[str]
 ) -> None:
-    nc = openbsd_nc()
     server, port = tcp_server(servers, "labcalc", "--trace")
-    result = subprocess.run(
-        [nc, "-N", "127.0.0.1", str(port)],
-        input=typed,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    assert nc_lines(port, typed) == [
         "Welcome to labcalc. What's your name?",
         "Hello gautamop! Send an expression like 12 + 42, or q to quit.",
         *answers,

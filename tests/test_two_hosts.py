@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import pytest
 from support.chat import PROMPT, ChatUser
-from support.netns import TwoHosts, two_hosts, why_no_namespaces
+from support.netns import TwoHosts
 from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment
-from support.system import missing, openbsd_nc
+from support.system import openbsd_nc
 
 Start = Callable[..., ServerProcess]
 
@@ -31,40 +28,6 @@ SERVER = re.escape("192.0.2.1")
 # How each service shows a peer of the client computer in its log.
 FROM_CLIENT = r"\('192\.0\.2\.2', \d+\)"
 JOKE = ("Lettuce", "Lettuce in, it's cold out here!")
-
-
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[TwoHosts]:
-    """The two computers, made once for this module and removed after it."""
-    reason = why_no_namespaces()
-    if reason is not None:
-        missing(reason)
-    with two_hosts() as pair:
-        yield pair
-
-
-@pytest.fixture
-def start(hosts: TwoHosts, tmp_path: Path) -> Iterator[Start]:
-    """Start twistd plugins on the server computer; each is stopped when the test ends.
-
-    The namespace is fresh, so the default ports are free; each test stops
-    its servers before the next one takes the same ports.
-    """
-    started: list[ServerProcess] = []
-
-    def start_server(plugin: str, *options: str) -> ServerProcess:
-        server = hosts.start_twistd(plugin, *options, cwd=tmp_path)
-        started.append(server)
-        return server
-
-    yield start_server
-    # Every server stops before any is judged: one left running would hold
-    # the namespace and the default ports for the tests after this one.
-    statuses = [server.stop() for server in started]
-    for server, status in zip(started, statuses, strict=True):
-        # twistd re-raises the SIGINT that stopped it, as a shell expects.
-        assert status in (0, -signal.SIGINT), server.output()
-        assert "Traceback" not in server.output()
 
 
 @contextlib.contextmanager
@@ -97,8 +60,8 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def test_udpecho_answers_the_other_computer(hosts: TwoHosts, start: Start) -> None:
-    server = start("udpecho")
+def test_udpecho_answers_the_other_computer(hosts: TwoHosts, remote_servers: Start) -> None:
+    server = remote_servers("udpecho")
     server.wait_for(r"udpecho listening on UDP 0\.0\.0\.0:43387$")
     result = hosts.run_labproto(
         "echo", "--host", "192.0.2.1", "--timeout", "10", "hello from the client computer"
@@ -115,12 +78,21 @@ def test_udpecho_answers_the_other_computer(hosts: TwoHosts, start: Start) -> No
     )
 
 
-def test_udptime_answers_the_other_computer(hosts: TwoHosts, start: Start) -> None:
-    server = start("udptime")
+def test_udptime_answers_the_other_computer(hosts: TwoHosts, remote_servers: Start) -> None:
+    server = remote_servers("udptime")
     server.wait_for(r"udptime listening on UDP 0\.0\.0\.0:43388$")
     result = hosts.run_labproto(
-        "time", "--host", "192.0.2.1", "--count", "2", "--min-delay", "0", "--max-delay", "0",
-        "--timeout", "10",
+        "time",
+        "--host",
+        "192.0.2.1",
+        "--count",
+        "2",
+        "--min-delay",
+        "0",
+        "--max-delay",
+        "0",
+        "--timeout",
+        "10",
     )
     lines = succeeded(result).splitlines()
     assert len(lines) == 2
@@ -133,8 +105,10 @@ def test_udptime_answers_the_other_computer(hosts: TwoHosts, start: Start) -> No
     server.wait_for(rf'Request "SEND_(DATE|TIME) \d+" \(64 bytes\) from {FROM_CLIENT}: answered ')
 
 
-def test_knockknock_hears_a_joke_from_the_other_computer(hosts: TwoHosts, start: Start) -> None:
-    server = start("knockknock")
+def test_knockknock_hears_a_joke_from_the_other_computer(
+    hosts: TwoHosts, remote_servers: Start
+) -> None:
+    server = remote_servers("knockknock")
     server.wait_for(r"knockknock listening on TCP 0\.0\.0\.0:43390$")
     result = hosts.run_labproto("knock", "--host", "192.0.2.1", "--joke", *JOKE)
     assert succeeded(result) == (
@@ -147,8 +121,8 @@ def test_knockknock_hears_a_joke_from_the_other_computer(hosts: TwoHosts, start:
     server.wait_for(rf"Connection closed from {FROM_CLIENT}$")
 
 
-def test_labcalc_computes_for_the_other_computer(hosts: TwoHosts, start: Start) -> None:
-    server = start("labcalc")
+def test_labcalc_computes_for_the_other_computer(hosts: TwoHosts, remote_servers: Start) -> None:
+    server = remote_servers("labcalc")
     server.wait_for(r"labcalc listening on TCP 0\.0\.0\.0:43391$")
     result = hosts.run_labproto(
         "calc", "--host", "192.0.2.1", "--name", "gautam", input="12 + 42\nq\n"
@@ -159,9 +133,9 @@ def test_labcalc_computes_for_the_other_computer(hosts: TwoHosts, start: Start) 
     server.wait_for(r"gautam: 12 \+ 42 = 54\.0$")
 
 
-def test_labchat_joins_a_user_of_each_computer(hosts: TwoHosts, start: Start) -> None:
+def test_labchat_joins_a_user_of_each_computer(hosts: TwoHosts, remote_servers: Start) -> None:
     openbsd_nc()
-    server = start("labchat")
+    server = remote_servers("labchat")
     server.wait_for(r"labchat listening on TCP 0\.0\.0\.0:43389$")
     # bob sits at the server computer itself, with nc on its loopback.
     with nc_user(hosts.on_server("nc", "-N", "127.0.0.1", "43389")) as bob:
@@ -212,8 +186,10 @@ def talk(alice: subprocess.Popen[str], bob: ChatUser) -> tuple[str, str]:
     return alice.communicate(timeout=DEADLINE)
 
 
-def test_labsuite_serves_all_five_to_the_other_computer(hosts: TwoHosts, start: Start) -> None:
-    suite = start("labsuite")
+def test_labsuite_serves_all_five_to_the_other_computer(
+    hosts: TwoHosts, remote_servers: Start
+) -> None:
+    suite = remote_servers("labsuite")
     for listening in (
         r"udpecho listening on UDP 0\.0\.0\.0:43387",
         r"udptime listening on UDP 0\.0\.0\.0:43388",

@@ -23,10 +23,9 @@ from pathlib import Path
 
 from support.processes import (
     DEADLINE,
-    LABPROTO,
     TWISTD,
     ServerProcess,
-    child_environment,
+    run_labproto,
 )
 
 SERVER_ADDRESS = "192.0.2.1"
@@ -130,15 +129,7 @@ class TwoHosts:
         self, *arguments: str, input: str | None = None, timeout: float = DEADLINE
     ) -> subprocess.CompletedProcess[str]:
         """Run labproto on the client computer to its end, input piped in."""
-        return subprocess.run(
-            self.on_client(LABPROTO, *arguments),
-            env=child_environment(),
-            input=input,
-            stdin=subprocess.DEVNULL if input is None else None,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_labproto(*arguments, input=input, timeout=timeout, where=self.on_client)
 
 
 @contextlib.contextmanager

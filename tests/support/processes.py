@@ -128,6 +128,26 @@ def start_twistd(plugin: str, *options: str, cwd: Path) -> ServerProcess:
     return ServerProcess([TWISTD, "--nodaemon", "--pidfile=", plugin, *options], cwd)
 
 
+# Any free port of 127.0.0.1, as a TCP server's --port takes it.
+LOOPBACK_TCP = "tcp:0:interface=127.0.0.1"
+
+
+def loopback_suite(calc_port: str = LOOPBACK_TCP) -> list[str]:
+    """The plugin and options of a labsuite on free ports of 127.0.0.1 (servers' arguments).
+
+    calc_port, the one a test may want elsewhere, is labcalc's --calc-port.
+    """
+    return [
+        "labsuite",
+        "--interface", "127.0.0.1",
+        "--echo-port", "0",
+        "--time-port", "0",
+        "--chat-port", LOOPBACK_TCP,
+        "--knock-port", LOOPBACK_TCP,
+        "--calc-port", calc_port,
+    ]  # fmt: skip
+
+
 # The line a TCP service logs once it listens; group 1 is the port it took.
 TCP_LISTENING = r"listening on TCP \S+:(\d+)(?: \(TLS\))?$"
 
@@ -140,7 +160,7 @@ def tcp_server(
     servers is the conftest fixture of that name.
     """
     if "--port" not in options:
-        options = ("--port", "tcp:0:interface=127.0.0.1", *options)
+        options = ("--port", LOOPBACK_TCP, *options)
     server = servers(plugin, *options)
     return server, int(server.wait_for(TCP_LISTENING).group(1))
 
@@ -154,11 +174,19 @@ def resident_mib(pid: int) -> float:
 
 
 def run_labproto(
-    *arguments: str, input: str | None = None, timeout: float = DEADLINE
+    *arguments: str,
+    input: str | None = None,
+    timeout: float = DEADLINE,
+    where: Callable[..., list[str]] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the labproto command to its end, input piped in, and return its output and status."""
+    """Run the labproto command to its end, input piped in, and return its output and status.
+
+    where, if given, turns the command line into one that runs elsewhere
+    (another network namespace: support.netns).
+    """
+    command = [LABPROTO, *arguments]
     return subprocess.run(
-        [LABPROTO, *arguments],
+        where(*command) if where is not None else command,
         env=child_environment(),
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,

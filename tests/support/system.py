@@ -18,6 +18,8 @@ from typing import NoReturn
 
 import pytest
 
+from support.processes import DEADLINE
+
 REQUIRED = "LABPROTO_REQUIRE_SYSTEM_TESTS"
 
 
@@ -45,6 +47,28 @@ def openbsd_nc() -> str:
     path = _openbsd_nc()
     if path is None:
         missing("OpenBSD netcat (nc with -N) is not installed: apt-get install netcat-openbsd")
+    return path
+
+
+def nc_lines(port: int, typed: str) -> list[str]:
+    """``printf TYPED | nc -N 127.0.0.1 PORT``: the lines nc prints, without their CRs."""
+    result = subprocess.run(
+        [openbsd_nc(), "-N", "127.0.0.1", str(port)],
+        input=typed,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result
+    return [line.rstrip("\r") for line in result.stdout.splitlines()]
+
+
+def ss() -> str:
+    """The path of iproute2's ss; skips (or fails) the test without it."""
+    path = shutil.which("ss") or shutil.which("ss", path="/usr/sbin:/sbin")
+    if path is None:
+        missing("ss is not installed: apt-get install iproute2")
     return path
 
 
