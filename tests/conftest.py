@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from support.chat import ChatConnections, ChatUser
 from support.netns import TwoHosts, two_hosts, why_no_namespaces
 from support.processes import ServerProcess, start_twistd
 from support.system import missing
@@ -57,6 +58,17 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def connect(servers: Callable[..., ServerProcess]) -> Iterator[Callable[..., ChatUser]]:
+    """Open raw-socket users of labchat servers (ChatConnections.open); all closed after the test.
+
+    Depending on servers, this closes the connections before the servers stop.
+    """
+    connections = ChatConnections()
+    yield connections.open
+    connections.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,10 @@ from pathlib import Path
 import pexpect
 import pytest
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatConnections, ChatUser, chat_at_a_terminal, chat_server
+from support.chat import PROMPT, ChatUser, Connect, chat_at_a_terminal, chat_server
 from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment, run_labproto
 
 Start = Callable[..., ServerProcess]
-Connect = Callable[..., ChatUser]
 Terminals = Callable[..., pexpect.spawn]
 
 # prompt_toolkit draws between the prompt and the text typed after it
@@ -37,15 +36,7 @@ CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
 OTHER_ESCAPE = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[^\[]")
 
 
-@pytest.fixture
-def connect(servers: Start) -> Iterator[Connect]:
-    """Open raw-socket users of a labchat server; all are closed when the test ends.
 
-    Depending on servers, this closes the connections before the servers stop.
-    """
-    connections = ChatConnections()
-    yield connections.open
-    connections.close()
 
 
 def logged_in(connect: Connect, port: int, name: str) -> ChatUser:

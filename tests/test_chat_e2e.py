@@ -15,25 +15,16 @@ from pathlib import Path
 
 import pytest
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatConnections, ChatUser, chat_server, wait_until
+from support.chat import PROMPT, ChatUser, Connect, chat_server, wait_until
 from support.processes import DEADLINE, ServerProcess, resident_mib
 
 Start = Callable[..., ServerProcess]
 
 WELCOME = re.compile(r"Welcome (\S+)! (\d+) users? online")
 
-Connect = Callable[..., ChatUser]
 
 
-@pytest.fixture
-def connect(servers: Start) -> Iterator[Connect]:
-    """Open connections to a labchat server; all are closed when the test ends.
 
-    Depending on servers, this closes the connections before the servers stop.
-    """
-    connections = ChatConnections()
-    yield connections.open
-    connections.close()
 
 
 def messages(user: ChatUser) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from support.certificates import make_certificate
-from support.chat import PROMPT, ChatConnections, ChatUser, chat_server
+from support.chat import PROMPT, ChatUser, Connect, chat_server
 from support.netns import TwoHosts
 from support.processes import (
     DEADLINE,
@@ -178,19 +178,12 @@ def ss_rows(ss: str, port: int) -> list[list[str]]:
 
 def wait_for_rows(ss: str, port: int, done: Callable[[list[list[str]]], bool]) -> list[list[str]]:
     """ss's rows for port once done(rows) holds: the kernel moves a socket's state on its own."""
+
     def rows_once_done() -> list[list[str]] | None:
         rows = ss_rows(ss, port)
         return rows if done(rows) else None
 
     return poll_until(rows_once_done)
-
-
-@pytest.fixture
-def connections() -> Iterator[ChatConnections]:
-    """Connections to labchat; all are closed when the test ends."""
-    opened = ChatConnections()
-    yield opened
-    opened.close()
 
 
 # docs/stateful.rst
@@ -220,13 +213,13 @@ def test_ss_shows_the_listening_socket_and_both_ends_of_a_connection(servers: St
 
 
 def test_the_side_that_closes_first_keeps_the_connection_in_time_wait(
-    servers: Start, connections: ChatConnections
+    servers: Start, connect: Connect
 ) -> None:
     """stateful.rst:53-54 and wire.rst:190-195: after /quit the server closes first (FIN), so
     its end of the connection, not the client's, waits in TIME-WAIT."""
     ss = system_ss()
     _, port = chat_server(servers)
-    alice = connections.open(port)
+    alice = connect(port)
     alice.log_in("alice")
     alice.send("/quit")
     assert alice.rest() == ["Bye alice!"]
@@ -324,24 +317,24 @@ def test_a_server_restart_closes_every_connection_and_ends_every_session(
 
 
 def test_hello_is_a_name_at_login_and_a_message_in_the_room(
-    servers: Start, connections: ChatConnections
+    servers: Start, connect: Connect
 ) -> None:
     """stateful.rst:192-194: the stage decides what a line is."""
     _, port = chat_server(servers)
-    user = connections.open(port)
+    user = connect(port)
     assert user.log_in("hello") == "Welcome hello! 1 user online: hello"
     user.send("hello")
     user.expect("<hello> hello")
 
 
-def test_the_room_keeps_no_history(servers: Start, connections: ChatConnections) -> None:
+def test_the_room_keeps_no_history(servers: Start, connect: Connect) -> None:
     """stateful.rst:224: a user who joins sees only what is said after."""
     _, port = chat_server(servers)
-    alice = connections.open(port)
+    alice = connect(port)
     alice.log_in("alice")
     alice.send("said before bob came")
     alice.expect("<alice> said before bob came")
-    bob = connections.open(port)
+    bob = connect(port)
     assert bob.log_in("bob") == "Welcome bob! 2 users online: alice, bob"
     alice.expect("* bob joined")
     alice.send("said after")
@@ -350,13 +343,13 @@ def test_the_room_keeps_no_history(servers: Start, connections: ChatConnections)
     assert bob.lines == [PROMPT, "Welcome bob! 2 users online: alice, bob", "<alice> said after"]
 
 
-def test_a_restarted_labchat_is_an_empty_room(servers: Start, connections: ChatConnections) -> None:
+def test_a_restarted_labchat_is_an_empty_room(servers: Start, connect: Connect) -> None:
     """stateful.rst:218-222: the server stops, every connection gets ``* server shutting
     down`` and is closed; started again, the room is empty and nothing said before is kept."""
     first, port = chat_server(servers)
-    alice = connections.open(port)
+    alice = connect(port)
     alice.log_in("alice")
-    waiting = connections.open(port)
+    waiting = connect(port)
     waiting.expect(PROMPT)
     alice.send("remember me")
     alice.expect("<alice> remember me")
@@ -366,10 +359,10 @@ def test_a_restarted_labchat_is_an_empty_room(servers: Start, connections: ChatC
     assert waiting.rest() == ["* server shutting down"]
 
     chat_server(servers, "--port", f"tcp:{port}:interface=127.0.0.1")
-    bob = connections.open(port)
+    bob = connect(port)
     assert bob.log_in("bob") == "Welcome bob! 1 user online: bob"
     # alice's name is free again: nobody is in the new room.
-    alice_again = connections.open(port)
+    alice_again = connect(port)
     assert alice_again.log_in("alice") == "Welcome alice! 2 users online: alice, bob"
     bob.expect("* alice joined")
     bob.send("/who")

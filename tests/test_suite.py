@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 
 import pytest
-from support.chat import ChatConnections
+from support.chat import Connect
 from support.processes import ServerProcess, loopback_suite, run_labproto
 from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import MultiService
@@ -87,7 +87,7 @@ def started_suite(servers: Start, *options: str) -> tuple[ServerProcess, dict[st
     return server, taken
 
 
-def test_one_process_serves_all_five_to_the_real_clients(servers: Start) -> None:
+def test_one_process_serves_all_five_to_the_real_clients(servers: Start, connect: Connect) -> None:
     server, port = started_suite(servers)
 
     echo = run_labproto("echo", "--port", str(port["udpecho"]), "one process")
@@ -112,17 +112,13 @@ def test_one_process_serves_all_five_to_the_real_clients(servers: Start) -> None
     assert (calc.returncode, calc.stdout) == (0, "Result: 42.0\nSession Ended\n")
     server.wait_for(r"ada: 6 \* 7 = 42\.0$")
 
-    connections = ChatConnections()
-    try:
-        bob = connections.open(port["labchat"])
-        bob.log_in("bob")
-        chat = run_labproto(
-            "chat", "--port", str(port["labchat"]), "--name", "alice", input="hi from the suite\n"
-        )
-        assert chat.returncode == 0, chat.stderr
-        bob.lines_through("<alice> hi from the suite")
-    finally:
-        connections.close()
+    bob = connect(port["labchat"])
+    bob.log_in("bob")
+    chat = run_labproto(
+        "chat", "--port", str(port["labchat"]), "--name", "alice", input="hi from the suite\n"
+    )
+    assert chat.returncode == 0, chat.stderr
+    bob.lines_through("<alice> hi from the suite")
     assert server.stop() in (0, -signal.SIGINT)
 
 

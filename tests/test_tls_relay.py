@@ -12,7 +12,7 @@ user's name.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -20,7 +20,7 @@ from typing import cast
 import pytest
 import pytest_twisted
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatConnections, chat_server
+from support.chat import PROMPT, Connect, chat_server
 from support.processes import DEADLINE, ServerProcess, run_labproto
 from twisted.internet import reactor, threads
 from twisted.internet.address import IPv4Address
@@ -121,28 +121,20 @@ class RecordingRelay(ServerFactory):
         return FromClient(self.recording, self.server_port)
 
 
-@pytest.fixture
-def connections() -> Iterator[ChatConnections]:
-    """Direct users of the server; all are closed when the test ends."""
-    opened = ChatConnections()
-    yield opened
-    opened.close()
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "ssl"])
 @pytest_twisted.ensureDeferred
 async def test_the_wire_shows_the_chat_only_without_tls(
-    tls: bool, servers: Start, connections: ChatConnections, tmp_path: Path
+    tls: bool, servers: Start, connect: Connect, tmp_path: Path
 ) -> None:
     certificate = make_certificate(tmp_path)
     if tls:
         _, port = chat_server(servers, "--port", tls_endpoint(certificate))
         trusting = ssl.create_default_context(cafile=str(certificate.certificate))
-        bob = connections.open(port, tls=trusting)
+        bob = connect(port, tls=trusting)
         security = ["--tls", "--ca-file", str(certificate.certificate)]
     else:
         _, port = chat_server(servers)
-        bob = connections.open(port)
+        bob = connect(port)
         security = []
     bob.log_in("bob")
 

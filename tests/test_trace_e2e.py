@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatConnections, ChatUser, chat_server
+from support.chat import PROMPT, Connect, chat_server
 from support.processes import DEADLINE, ServerProcess, run_labproto, tcp_server
 from support.system import nc_lines
 
@@ -39,12 +39,7 @@ def udp_server(servers: Start, plugin: str, *options: str) -> tuple[ServerProces
     return server, int(server.wait_for(UDP_LISTENING).group(1))
 
 
-@pytest.fixture
-def connect() -> Iterator[Callable[..., ChatUser]]:
-    """Open connections to labchat; all are closed when the test ends."""
-    connections = ChatConnections()
-    yield connections.open
-    connections.close()
+
 
 
 def test_knockknock_traces_a_whole_joke(servers: Start) -> None:
@@ -134,7 +129,7 @@ def test_nc_N_gets_every_answer_from_a_traced_labcalc(
     assert f'trace labcalc PEER in {len(typed)} bytes: "{shown_in}"' in traced
 
 
-def test_labchat_traces_a_session(servers: Start, connect: Callable[..., ChatUser]) -> None:
+def test_labchat_traces_a_session(servers: Start, connect: Connect) -> None:
     server, port = chat_server(servers, "--trace")
     alice = connect(port)
     alice.log_in("alice")
@@ -156,7 +151,7 @@ def test_labchat_traces_a_session(servers: Start, connect: Callable[..., ChatUse
 
 
 def test_over_tls_the_trace_shows_the_plaintext(
-    servers: Start, connect: Callable[..., ChatUser], tmp_path: Path
+    servers: Start, connect: Connect, tmp_path: Path
 ) -> None:
     certificate = make_certificate(tmp_path)
     server, port = chat_server(servers, "--port", tls_endpoint(certificate), "--trace")

@@ -155,6 +155,10 @@ class ChatConnections:
             user.sock.close()
 
 
+# The conftest fixture connect: opens a ChatUser on a port (ChatConnections.open).
+Connect = Callable[..., "ChatUser"]
+
+
 def chat_server(servers: Callable[..., ServerProcess], *options: str) -> tuple[ServerProcess, int]:
     """Start labchat with options on a free port of 127.0.0.1 (servers: the conftest fixture)."""
     server, port = tcp_server(servers, "labchat", *options)
