@@ -23,7 +23,7 @@ import pytest_twisted
 from support.chat import chat_at_a_terminal
 from support.deferreds import failure_of, result_of
 from support.fakes import ShutdownReactor
-from support.processes import DEADLINE, LABPROTO, child_environment
+from support.processes import DEADLINE, start_labproto
 from twisted.internet import defer, reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, connectionDone
@@ -632,14 +632,7 @@ def run_chat(
     keep_input_open leaves standard input open after input, so that the
     client never sees its end (which would make it quit by itself).
     """
-    client = subprocess.Popen(
-        [LABPROTO, "chat", "--port", str(port), *arguments],
-        env=child_environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    client = start_labproto("chat", "--port", str(port), *arguments)
     assert client.stdin is not None and client.stdout is not None and client.stderr is not None
     try:
         client.stdin.write(input)

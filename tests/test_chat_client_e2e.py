@@ -21,7 +21,12 @@ import pexpect
 import pytest
 from support.certificates import make_certificate, tls_endpoint
 from support.chat import PROMPT, ChatUser, Connect, chat_at_a_terminal, chat_server
-from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment, run_labproto
+from support.processes import (
+    DEADLINE,
+    ServerProcess,
+    run_labproto,
+    start_labproto,
+)
 
 Start = Callable[..., ServerProcess]
 Terminals = Callable[..., pexpect.spawn]
@@ -57,14 +62,7 @@ def running_client(port: int, *arguments: str) -> Iterator[subprocess.Popen[str]
 
     Killed if it is still running at the end, and its pipes closed.
     """
-    client = subprocess.Popen(
-        [LABPROTO, "chat", "--port", str(port), *arguments],
-        env=child_environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    client = start_labproto("chat", "--port", str(port), *arguments)
     try:
         yield client
     finally:

@@ -33,6 +33,7 @@ from support.processes import (
     loopback_suite,
     poll_until,
     run_labproto,
+    start_labproto,
     tcp_server,
 )
 from support.system import nc_lines, openbsd_nc
@@ -544,13 +545,8 @@ def test_a_udp_client_accepts_an_answer_only_from_the_address_it_asked() -> None
             (asked, ("--timeout", "10"), 1, 0,
              f"Client received MESSAGE= Ok from ADDR= ('127.0.0.1', {port})\n", ""),
         ):  # fmt: skip
-            process = subprocess.Popen(
-                [LABPROTO, "echo", "--port", str(port), *options],
-                env=child_environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+            process = start_labproto(
+                "echo", "--port", str(port), *options, stdin=subprocess.DEVNULL
             )
             try:
                 for _ in range(requests):

@@ -18,6 +18,7 @@ from support.processes import (
     child_environment,
     resident_mib,
     run_labproto,
+    start_labproto,
     tcp_server,
 )
 
@@ -82,14 +83,7 @@ def played_server() -> Iterator[Callable[..., PlayedServer]]:
             listener.listen()
             listener.settimeout(DEADLINE)
             port = listener.getsockname()[1]
-            client = subprocess.Popen(
-                [LABPROTO, "calc", "--port", str(port), *arguments],
-                env=child_environment(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            client = start_labproto("calc", "--port", str(port), *arguments)
             connection, _ = listener.accept()
         played.append(PlayedServer(connection, client, port))
         return played[-1]

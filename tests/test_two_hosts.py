@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 from support.chat import PROMPT, ChatUser
 from support.netns import TwoHosts
-from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment
+from support.processes import DEADLINE, ServerProcess, start_labproto
 from support.system import openbsd_nc
 
 Start = Callable[..., ServerProcess]
@@ -142,13 +142,8 @@ def test_labchat_joins_a_user_of_each_computer(hosts: TwoHosts, remote_servers: 
         bob.log_in("bob")
         server.wait_for(r"\] bob joined from \('127\.0\.0\.1', \d+\)$")
         # alice types at the client computer; her input stays open until bob has spoken.
-        alice = subprocess.Popen(
-            hosts.on_client(LABPROTO, "chat", "--host", "192.0.2.1", "--name", "alice"),
-            env=child_environment(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        alice = start_labproto(
+            "chat", "--host", "192.0.2.1", "--name", "alice", where=hosts.on_client
         )
         try:
             out, err = talk(alice, bob)

@@ -9,7 +9,14 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.processes import DEADLINE, LABPROTO, ServerProcess, child_environment, run_labproto
+from support.processes import (
+    DEADLINE,
+    LABPROTO,
+    ServerProcess,
+    child_environment,
+    run_labproto,
+    start_labproto,
+)
 
 LISTENING = r"listening on UDP \S+:(\d+)$"
 Start = Callable[..., ServerProcess]
@@ -68,10 +75,10 @@ def test_echo_sends_an_argument_that_is_not_utf8_as_it_is(servers: Start) -> Non
 
 def test_ctrl_c_while_waiting_ends_the_echo_client_quietly(silent_port: socket.socket) -> None:
     port = silent_port.getsockname()[1]
-    client = subprocess.Popen(
-        [LABPROTO, "echo", "--port", str(port), "--timeout", "0.05", "--retries", "9"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment(),
-    )
+    client = start_labproto(
+        "echo", "--port", str(port), "--timeout", "0.05", "--retries", "9",
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     # The second try proves the client's reactor, and its Ctrl-C handler, are running.
     silent_port.recv(100)
     silent_port.recv(100)
@@ -276,13 +283,10 @@ def test_time_client_says_when_its_output_cannot_be_written(servers: Start) -> N
 
 def test_time_client_ends_quietly_when_its_reader_goes(servers: Start) -> None:
     _, port = udp_server(servers, "udptime")
-    client = subprocess.Popen(
-        [LABPROTO, "time", "--port", str(port), "--min-delay", "0", "--max-delay", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_environment(),
-    )
+    client = start_labproto(
+        "time", "--port", str(port), "--min-delay", "0", "--max-delay", "0",
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     assert client.stdout is not None and client.stderr is not None
     assert client.stdout.readline().startswith("Client received MESSAGE = ")
     client.stdout.close()  # as `labproto time | head -1` does

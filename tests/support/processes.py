@@ -173,6 +173,24 @@ def resident_mib(pid: int) -> float:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
+def start_labproto(
+    *arguments: str,
+    stdin: int = subprocess.PIPE,
+    where: Callable[..., list[str]] | None = None,
+) -> subprocess.Popen[str]:
+    """Start the labproto command, its output and complaints piped, its input piped unless
+    stdin says otherwise; where, as in run_labproto, runs it elsewhere."""
+    command = [LABPROTO, *arguments]
+    return subprocess.Popen(
+        where(*command) if where is not None else command,
+        env=child_environment(),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_labproto(
     *arguments: str,
     input: str | None = None,
