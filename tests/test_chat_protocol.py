@@ -6,10 +6,11 @@ import itertools
 from typing import Any
 
 import pytest
+from support.fakes import connected
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionLost
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from labproto.chat.limits import UserLimits
@@ -72,16 +73,10 @@ class Server:
         the test calls loses_connection(), as a real one does after an abort;
         it is lenient, so that a test may resume a connection it has closed.
         """
-        address = IPv4Address("TCP", "127.0.0.1", next(self._ports))
-        protocol = self.factory.buildProtocol(address)
+        protocol, transport = connected(
+            self.factory, next(self._ports), closes_at_once, lenient=True
+        )
         assert isinstance(protocol, ChatProtocol)
-        transport: StringTransport
-        if closes_at_once:
-            transport = StringTransportWithDisconnection(peerAddress=address)
-            transport.protocol = protocol
-        else:
-            transport = StringTransport(peerAddress=address, lenient=True)
-        protocol.makeConnection(transport)
         return Client(protocol, transport)
 
     def user(self, name: str, closes_at_once: bool = True) -> Client:

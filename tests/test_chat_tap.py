@@ -7,15 +7,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support.fakes import connected
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceCollection, MultiService
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransport,
-    StringTransportWithDisconnection,
 )
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -336,16 +335,8 @@ class Room:
         self.protocols: list[ChatProtocol] = []
         self.transports: list[StringTransport] = []
         for port, login in ((5000, b"alice\r\n"), (5001, b"")):
-            address = IPv4Address("TCP", "127.0.0.1", port)
-            protocol = self.factory.buildProtocol(address)
+            protocol, transport = connected(self.factory, port, closes_at_once)
             assert isinstance(protocol, ChatProtocol)
-            transport: StringTransport
-            if closes_at_once:
-                transport = StringTransportWithDisconnection(peerAddress=address)
-                transport.protocol = protocol
-            else:
-                transport = StringTransport(peerAddress=address)
-            protocol.makeConnection(transport)
             protocol.dataReceived(login)
             transport.clear()
             self.protocols.append(protocol)

@@ -1,4 +1,5 @@
-"""Fakes for unit tests: a datagram transport, and a reactor whose shutdown a test starts."""
+"""Fakes for unit tests: a datagram transport, a string-transport connection, and a reactor
+whose shutdown a test starts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.base import _ThreePhaseEvent
-from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.testing import FakeDatagramTransport, MemoryReactorClock
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.testing import (
+    FakeDatagramTransport,
+    MemoryReactorClock,
+    StringTransport,
+    StringTransportWithDisconnection,
+)
 
 
 class FakeSocket:
@@ -87,3 +93,26 @@ class ShutdownReactor(MemoryReactorClock):
     def begin_shutdown(self) -> None:
         """Start stopping, as Ctrl-C does: run the before-shutdown triggers."""
         self.shutdown.fireEvent()
+
+
+def connected(
+    factory: Factory, port: int, closes_at_once: bool, lenient: bool = False
+) -> tuple[Protocol, StringTransport]:
+    """A connection from 127.0.0.1:port to a protocol of factory, on a string transport.
+
+    With closes_at_once, the transport reports the loss as soon as the
+    protocol closes it; otherwise it stays open until the test says it is
+    lost, as a real one does a moment after an abort (lenient: it then also
+    takes writes after its close).
+    """
+    address = IPv4Address("TCP", "127.0.0.1", port)
+    protocol = factory.buildProtocol(address)
+    assert protocol is not None
+    transport: StringTransport
+    if closes_at_once:
+        transport = StringTransportWithDisconnection(peerAddress=address)
+        transport.protocol = protocol
+    else:
+        transport = StringTransport(peerAddress=address, lenient=lenient)
+    protocol.makeConnection(transport)
+    return protocol, transport
