@@ -28,6 +28,11 @@ from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingFactory
 # connections each holding a full line cost about a megabyte.
 MAX_LINE_LIMIT = 1024 * 1024
 
+# Twisted listens with a backlog of 50 by default: a class joining at once
+# overflows it, and each connection the kernel drops then waits a second for
+# its SYN to be sent again. Linux caps it at net.core.somaxconn in any case.
+LISTEN_BACKLOG = 1024
+
 log = Logger()
 
 
@@ -36,6 +41,14 @@ def endpoint_description(text: str) -> str:
     if re.fullmatch(r"[0-9]+", text):
         return f"tcp:{parse_port_number(text, 'TCP')}"
     return text
+
+
+def with_listen_backlog(description: str) -> str:
+    """description, with a backlog of LISTEN_BACKLOG unless it gives one of its own."""
+    kind = description.partition(":")[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and not re.search(r"(^|:)backlog=", description):
+        return f"{description}:backlog={LISTEN_BACKLOG}"
+    return description
 
 
 def listening_parameters(default_port: int) -> list[list[object]]:
@@ -140,7 +153,7 @@ def tcp_service(
     description = options["port"]
     if options["trace"]:
         factory = TracingFactory(factory, name)
-    endpoint = endpoints.serverFromString(reactor or _reactor(), description)
+    endpoint = endpoints.serverFromString(reactor or _reactor(), with_listen_backlog(description))
     server = StreamServerEndpointService(AnnouncedEndpoint(endpoint, description, name), factory)
     # Fail at start, with twistd's exit status, rather than log and serve nothing.
     server._raiseSynchronously = True

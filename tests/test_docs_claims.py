@@ -208,9 +208,9 @@ def test_ss_shows_the_listening_socket_and_both_ends_of_a_connection(servers: St
             ("ESTAB", server, client),
             ("ESTAB", client, server),
         }, rows
-        # The page's Send-Q of the listening socket: its backlog, Twisted's 50.
+        # The page's Send-Q of the listening socket: its backlog, labproto's 1024, not Twisted's 50.
         [listening] = [row for row in rows if row[0] == "LISTEN" and row[3] == server]
-        assert listening[2] == "50", listening
+        assert listening[2] == "1024", listening
 
 
 def test_the_side_that_closes_first_keeps_the_connection_in_time_wait(

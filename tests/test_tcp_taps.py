@@ -21,7 +21,12 @@ from labproto.calc import tap as calc_tap
 from labproto.calc.protocol import CalculatorFactory
 from labproto.knock import tap as knock_tap
 from labproto.knock.protocol import KnockKnockFactory
-from labproto.tcpserver import AnnouncedEndpoint, tcp_service
+from labproto.tcpserver import (
+    LISTEN_BACKLOG,
+    AnnouncedEndpoint,
+    tcp_service,
+    with_listen_backlog,
+)
 
 TAPS = [knock_tap, calc_tap]
 ADDRESS_IN_USE = OSError(errno.EADDRINUSE, "Address already in use")
@@ -126,6 +131,37 @@ def test_a_started_service_listens_with_its_factory_on_every_interface() -> None
     start(top)
     assert [server[:2] for server in reactor.tcpServers] == [(43391, factory)]
     assert reactor.tcpServers[0][3] == ""
+
+
+def test_a_started_service_listens_with_a_backlog_of_1024_not_twisteds_50() -> None:
+    reactor = MemoryReactor()
+    top, _ = calc_service(reactor)
+    start(top)
+    assert reactor.tcpServers[0][2] == LISTEN_BACKLOG == 1024
+
+
+def test_a_backlog_given_in_the_endpoint_is_kept() -> None:
+    reactor = MemoryReactor()
+    top, _ = calc_service(reactor, "--port", "tcp:43391:backlog=7")
+    start(top)
+    assert reactor.tcpServers[0][2] == 7
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("tcp:43391", "tcp:43391:backlog=1024"),
+        ("tcp6:43391:interface=\\:\\:1", "tcp6:43391:interface=\\:\\:1:backlog=1024"),
+        ("unix:/tmp/x", "unix:/tmp/x:backlog=1024"),
+        ("tcp:43391:backlog=5", "tcp:43391:backlog=5"),
+        ("backlog=5:tcp:43391", "backlog=5:tcp:43391"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_with_listen_backlog_adds_one_only_where_it_is_missing_and_understood(
+    description: str, expected: str
+) -> None:
+    assert with_listen_backlog(description) == expected
 
 
 def test_a_started_service_logs_where_it_listens(logged) -> None:
