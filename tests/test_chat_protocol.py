@@ -34,13 +34,15 @@ RELAYED_40 = b"<alice> " + LINE_OF_40.encode() + b"\r\n"
 class Client:
     """One TCP connection to the test server: its protocol and its fake transport."""
 
-    def __init__(self, protocol: ChatProtocol, transport: StringTransport) -> None:
+    def __init__(self, protocol: ChatProtocol, transport: StringTransport, clock: Clock) -> None:
         self.protocol = protocol
         self.transport = transport
+        self.clock = clock
 
     def sends(self, data: bytes) -> None:
-        """Bytes arrive from the peer."""
+        """Bytes arrive from the peer, in a turn of the reactor that then ends."""
         self.protocol.dataReceived(data)
+        self.clock.advance(0)
 
     def heard(self) -> bytes:
         """Everything written to the peer since the last call."""
@@ -55,6 +57,7 @@ class Client:
     def loses_connection(self, reason: BaseException | None = None) -> None:
         """The transport reports the connection gone, as a real one does a moment after a close."""
         self.protocol.connectionLost(Failure(reason or ConnectionLost()))
+        self.clock.advance(0)
 
 
 class Server:
@@ -77,7 +80,7 @@ class Server:
             self.factory, next(self._ports), closes_at_once, lenient=True
         )
         assert isinstance(protocol, ChatProtocol)
-        return Client(protocol, transport)
+        return Client(protocol, transport, self.clock)
 
     def user(self, name: str, closes_at_once: bool = True) -> Client:
         """A new connection logged in as name, with nothing heard yet."""
@@ -407,7 +410,9 @@ def test_a_resumed_connection_is_fed_from_its_backlog_only_until_it_is_full_agai
     protocol.dataReceived(b"bob\r\n")
     transport.clear()
     protocol.pauseProducing()
-    say_40(alice, 4)
+    # Four turns of the reactor: four broadcasts, each one entry of the backlog.
+    for _ in range(4):
+        say_40(alice, 1)
     protocol.resumeProducing()
     # Two lines pass 60 bytes: the connection pauses again, the rest waits.
     assert transport.value() == RELAYED_40 * 2

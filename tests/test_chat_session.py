@@ -1176,3 +1176,149 @@ def test_a_session_delivers_the_rooms_bytes_object_to_its_connection_as_it_is() 
     alice, bob = Lab().users("alice", "bob")
     alice.types("hello")
     assert bob.connection.lines[0] is alice.connection.lines[0]
+
+
+# A held room: the broadcasts of one turn of the reactor go out together
+
+
+def test_a_held_room_sends_nothing_until_the_turn_ends_then_one_bytes_object_to_each() -> None:
+    lab = Lab(rate=0)
+    alice, bob, carol = lab.users("alice", "bob", "carol")
+    lab.room.hold()
+    alice.types("one", "two")
+    bob.types("three")
+    assert bob.connection.lines == []
+    lab.clock.advance(0)
+    assert bob.connection.lines == [b"<alice> one\r\n<alice> two\r\n<bob> three\r\n"]
+    assert alice.connection.lines[0] is bob.connection.lines[0]
+    assert carol.connection.lines[0] is bob.connection.lines[0]
+
+
+def test_a_room_held_twice_in_one_turn_releases_once() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.hold()
+    alice.types("one")
+    lab.room.hold()
+    alice.types("two")
+    lab.clock.advance(0)
+    assert bob.connection.lines == [b"<alice> one\r\n<alice> two\r\n"]
+    alice.types("three")
+    assert bob.connection.lines[-1] == b"<alice> three\r\n"
+
+
+def test_a_user_who_joins_while_held_hears_only_what_follows_the_join() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.hold()
+    alice.types("before")
+    carol = lab.user("carol")
+    alice.types("after")
+    lab.clock.advance(0)
+    assert carol.heard() == PROMPT + b"Welcome carol! 3 users online: alice, bob, carol\r\n" + (
+        b"<alice> after\r\n"
+    )
+    assert bob.heard() == b"<alice> before\r\n* carol joined\r\n<alice> after\r\n"
+
+
+def test_users_who_join_in_one_turn_each_hear_the_joins_after_their_own() -> None:
+    lab = Lab()
+    (alice,) = lab.users("alice")
+    lab.room.hold()
+    bob, carol, dave = (lab.user(name) for name in ("bob", "carol", "dave"))
+    for user in (bob, carol, dave):
+        user.heard()
+    lab.clock.advance(0)
+    assert alice.heard() == b"* bob joined\r\n* carol joined\r\n* dave joined\r\n"
+    assert bob.heard() == b"* carol joined\r\n* dave joined\r\n"
+    assert carol.heard() == b"* dave joined\r\n"
+    assert dave.heard() == b""
+
+
+def test_a_line_to_one_user_while_held_comes_after_the_broadcasts_before_it() -> None:
+    lab = Lab()
+    alice, bob, carol = lab.users("alice", "bob", "carol")
+    lab.room.hold()
+    alice.types("hello")
+    carol.types("/msg bob psst")
+    bob.types("/frobnicate")
+    alice.types("bye")
+    lab.clock.advance(0)
+    assert bob.heard() == (
+        b"<alice> hello\r\n*carol* psst\r\n"
+        b"ERROR unknown command: /frobnicate (try /help)\r\n<alice> bye\r\n"
+    )
+    assert carol.heard() == b"<alice> hello\r\n-> *bob* psst\r\n<alice> bye\r\n"
+    assert alice.heard() == b"<alice> hello\r\n<alice> bye\r\n"
+
+
+def test_a_user_who_quits_while_held_first_hears_what_was_said_before() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.hold()
+    alice.types("hello", "/quit")
+    assert alice.heard() == b"<alice> hello\r\nBye alice!\r\n"
+    assert alice.connection.closed
+    lab.clock.advance(0)
+    assert alice.heard() == b""
+    assert bob.heard() == b"<alice> hello\r\n* alice left (quit)\r\n"
+
+
+def test_a_user_whose_connection_drops_while_held_is_handed_what_was_said_before() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.hold()
+    bob.types("hello")
+    alice.hangs_up()
+    lab.clock.advance(0)
+    assert alice.heard() == b"<bob> hello\r\n"
+    assert bob.heard() == b"<bob> hello\r\n* alice left (connection lost)\r\n"
+
+
+def test_a_rename_while_held_keeps_the_order_of_the_turn() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.hold()
+    alice.types("one", "/nick carol", "two")
+    lab.clock.advance(0)
+    assert bob.heard() == b"<alice> one\r\n* alice is now known as carol\r\n<carol> two\r\n"
+
+
+def test_shutdown_sends_what_was_held_before_the_notice() -> None:
+    lab = Lab()
+    alice, bob = lab.users("alice", "bob")
+    lab.room.hold()
+    alice.types("last words")
+    lab.room.shut_down()
+    assert bob.heard() == b"<alice> last words\r\n" + SHUTTING_DOWN
+    lab.clock.advance(0)
+    assert bob.heard() == b""
+
+
+def test_a_broadcast_excluding_a_member_with_lines_waiting_hands_it_those_first() -> None:
+    clock = Clock()
+    room = ChatRoom(clock)
+    alice, bob = members(room, "alice", "bob")
+    room.hold()
+    room.broadcast("one")
+    room.broadcast("not for bob", exclude=bob)
+    room.broadcast("two")
+    clock.advance(0)
+    assert b"".join(bob.received) == b"one\r\ntwo\r\n"
+    assert b"".join(alice.received) == b"one\r\nnot for bob\r\ntwo\r\n"
+    assert len(alice.received) == 1
+
+
+def test_members_with_the_same_start_share_one_bytes_object() -> None:
+    clock = Clock()
+    room = ChatRoom(clock)
+    alice, bob = members(room, "alice", "bob")
+    room.hold()
+    room.broadcast("one")
+    carol, dave = members(room, "carol", "dave")
+    room.broadcast("two")
+    clock.advance(0)
+    assert carol.received == [b"* dave joined\r\ntwo\r\n"]
+    assert dave.received == [b"two\r\n"]
+    assert alice.received == [b"one\r\n* carol joined\r\n* dave joined\r\ntwo\r\n"]
+    assert bob.received[0] is alice.received[0]

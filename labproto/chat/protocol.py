@@ -66,6 +66,11 @@ class ChatProtocol(LineProtocol):
         )
         self.session.start()
 
+    def dataReceived(self, data: bytes) -> None:
+        # The lines of this turn, from every connection, go out together.
+        self.factory.room.hold()
+        super().dataReceived(data)
+
     def textReceived(self, text: str) -> None:
         self.session.line_received(text)
 
@@ -80,6 +85,8 @@ class ChatProtocol(LineProtocol):
         self.close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # A crowd leaving at once (a network cut, say) is one broadcast a turn too.
+        self.factory.room.hold()
         if self._closing_deadline is not None and self._closing_deadline.active():
             self._closing_deadline.cancel()
         self._backlog = None

@@ -5,6 +5,14 @@ never learns what carries their lines: a TCP connection today, a WebSocket
 or another node of the room tomorrow. It formats and encodes each broadcast
 once and hands every recipient the same bytes; see Twisted Words'
 ``Group`` for the model, which, unlike this room, formats per recipient.
+
+A broadcast costs one call per member, and in a busy room most of a
+server's time goes to those calls. So a transport may hold the room
+(hold()) while it hands over what it read: the broadcasts of the reactor's
+turn then wait, and go out together when the turn ends, one call per member
+for the lot. Each member still reads every line in the room's order, in
+order with the lines sent to it alone: those first send the member what it
+has waiting (see tell()).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
@@ -79,6 +87,12 @@ class ChatRoom:
         self._present: set[IChatMember] = set()
         self._closing = False
         self._emptied: Deferred[None] | None = None
+        # While the room is held: the broadcasts waiting for the turn's end,
+        # and where in them each member who must not read all of them starts
+        # (joined since, or sent the start already by tell()).
+        self._release_call: IDelayedCall | None = None
+        self._held_lines: list[bytes] = []
+        self._starts: dict[IChatMember, int] = {}
 
     def __len__(self) -> int:
         """How many users are logged in."""
@@ -131,6 +145,9 @@ class ChatRoom:
             return wire.ROOM_FULL
         member.name = name
         self._members[key] = member
+        if self._held_lines:
+            # Nothing said before the join is for the newcomer.
+            self._starts[member] = len(self._held_lines)
         self.log.info("{name} joined from {peer}", name=name, peer=member.peer)
         count = len(self._members)
         # A join costs no sorting once the welcome line no longer lists names.
@@ -144,6 +161,9 @@ class ChatRoom:
         name = member.name
         if self._members.get(name_key(name)) is not member:
             return
+        # What was said while the member was here is still theirs to read.
+        self._catch_up(member)
+        self._starts.pop(member, None)
         del self._members[name_key(name)]
         self.log.info("{name} left ({reason})", name=name, reason=reason)
         # At shutdown everyone leaves at once: telling each about all the
@@ -187,8 +207,8 @@ class ChatRoom:
         recipient = self.find(recipient_name)
         if recipient is None:
             return wire.no_such_user(recipient_name)
-        recipient.deliver(encode_line(wire.whispered(sender.name, text)))
-        sender.deliver(encode_line(wire.whisper_sent(recipient.name, text)))
+        self.tell(recipient, encode_line(wire.whispered(sender.name, text)))
+        self.tell(sender, encode_line(wire.whisper_sent(recipient.name, text)))
         if not self.quiet:
             self.log.info(
                 "{sender} sent {recipient} a private message",
@@ -197,12 +217,69 @@ class ChatRoom:
             )
         return None
 
+    def tell(self, member: IChatMember, line: bytes) -> None:
+        """Send one encoded line to member alone, after the broadcasts it has waiting."""
+        if self._held_lines and member.name is not None:
+            self._catch_up(member)
+        member.deliver(line)
+
     def broadcast(self, text: str, exclude: IChatMember | None = None) -> None:
         """Send one line to every user but exclude, encoded once: the same bytes to all."""
         line = encode_line(text)
+        if self._release_call is not None:
+            if exclude is not None:
+                self._catch_up(exclude)
+            self._held_lines.append(line)
+            if exclude is not None:
+                self._starts[exclude] = len(self._held_lines)
+            return
         for member in self._members.values():
             if member is not exclude:
                 member.deliver(line)
+
+    def hold(self) -> None:
+        """Hold broadcasts until the reactor's turn ends, then send them together.
+
+        A transport calls this before it hands the room what it has read:
+        every line that the reactor reads in one turn, from any number of
+        connections, then costs each member one deliver() call, not one each.
+        """
+        if self._release_call is None and not self._closing:
+            self._release_call = self.clock.callLater(0, self.release)
+
+    def release(self) -> None:
+        """Send the broadcasts held so far, each member the part that is theirs."""
+        if self._release_call is not None:
+            if self._release_call.active():
+                self._release_call.cancel()
+            self._release_call = None
+        lines, starts = self._held_lines, self._starts
+        if not lines:
+            return
+        self._held_lines, self._starts = [], {}
+        everything = b"".join(lines)
+        if not starts:
+            for member in self._members.values():
+                member.deliver(everything)
+            return
+        # Members who joined, or were told something alone, since the first
+        # held line start later; most members share the same few starts.
+        tails = {0: everything}
+        for member in self._members.values():
+            start = starts.get(member, 0)
+            tail = tails.get(start)
+            if tail is None:
+                tail = tails[start] = b"".join(lines[start:])
+            if tail:
+                member.deliver(tail)
+
+    def _catch_up(self, member: IChatMember) -> None:
+        """Send member the held broadcasts it has not read yet, ahead of the others."""
+        lines = self._held_lines
+        start = self._starts.get(member, 0)
+        if start < len(lines):
+            member.deliver(b"".join(lines[start:]))
+            self._starts[member] = len(lines)
 
     def shut_down(self) -> Deferred[None]:
         """Tell everyone present that the server is stopping, and close every connection.
@@ -211,6 +288,8 @@ class ChatRoom:
         seconds, when those still open (readers too slow to take the notice)
         are cut off.
         """
+        # What was said before the stop is delivered before the notice.
+        self.release()
         self._closing = True
         if not self._present:
             return succeed(None)

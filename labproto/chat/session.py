@@ -95,8 +95,8 @@ class ChatSession:
         self.connection.abort()
 
     def send_text(self, text: str) -> None:
-        """Send one line to this user alone."""
-        self.deliver(encode_line(text))
+        """Send one line to this user alone, after what the room has waiting for it."""
+        self.room.tell(self, encode_line(text))
 
     def line_received(self, text: str) -> None:
         """Handle one line from the user: a name while logging in, then a message or command."""
