@@ -12,6 +12,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.python.failure import Failure
 
+from labproto.calc import tap as calc_tap
 from labproto.calc.protocol import CalculatorFactory, CalculatorProtocol
 
 PEER = IPv4Address("TCP", "127.0.0.1", 5000)
@@ -272,3 +273,40 @@ def test_any_bytes_in_any_chunks_never_raise_and_every_answer_ends_with_crlf(
         protocol.dataReceived(data[start:end])
     for line in answered_lines(transport.value()):
         assert is_an_answer(line), line
+
+
+def session_of_twistd(*argv: str) -> tuple[CalculatorProtocol, StringTransportWithDisconnection]:
+    """A connection to the factory that ``twistd labcalc argv`` would serve, with its transport."""
+    options = calc_tap.Options()
+    options.parseOptions(list(argv))
+    (server,) = list(calc_tap.makeService(options))
+    protocol = server.factory.buildProtocol(PEER)
+    transport = StringTransportWithDisconnection(peerAddress=PEER)
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "-q"])
+def test_quiet_logs_no_request_but_still_the_connection_and_its_end(logged, flag: str) -> None:
+    protocol, transport = session_of_twistd(flag)
+    protocol.dataReceived(b"gautamop\n15 + 35\n1 / 0\nq\n")
+    assert transport.value() == (
+        WELCOME + HELLO + b"50.0\r\nERROR division by zero\r\nSession ended\r\n"
+    )
+    assert logged.lines() == [
+        "Connection from ('127.0.0.1', 5000)",
+        "('127.0.0.1', 5000) is gautamop",
+        "Session ended (gautamop)",
+    ]
+
+
+def test_without_quiet_each_request_is_logged_between_the_connection_and_its_end(logged) -> None:
+    protocol, _ = session_of_twistd()
+    protocol.dataReceived(b"gautamop\n15 + 35\nq\n")
+    assert logged.lines() == [
+        "Connection from ('127.0.0.1', 5000)",
+        "('127.0.0.1', 5000) is gautamop",
+        "gautamop: 15 + 35 = 50.0",
+        "Session ended (gautamop)",
+    ]

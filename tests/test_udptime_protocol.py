@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from support.fakes import DatagramPort
 from twisted.internet.task import Clock
 
+from labproto.udptime import tap as udptime_tap
 from labproto.udptime.protocol import (
     Calendar,
     TimeRequest,
@@ -154,3 +155,29 @@ def test_the_server_logs_each_request_its_sender_and_outcome(logged) -> None:
 def test_start_logs_the_port_it_listens_on(logged) -> None:
     started()
     assert logged.lines() == ["udptime listening on UDP 0.0.0.0:4321"]
+
+
+def served_by_twistd(*argv: str) -> DatagramPort:
+    """A port served by the protocol that ``twistd udptime argv`` would run."""
+    options = udptime_tap.Options()
+    options.parseOptions(list(argv))
+    (server,) = list(udptime_tap.build_service(options, Clock()))
+    return DatagramPort().attach(server.args[1])
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "-q"])
+def test_quiet_logs_no_request_and_still_answers(logged, flag: str) -> None:
+    port = served_by_twistd(flag, "--utc")
+    port.protocol.datagramReceived(b"SEND_DATE", CLIENT)
+    port.protocol.datagramReceived(b"HELLO", CLIENT)
+    assert port.sent() == [b"01/01/70", b"ERROR"]
+    assert not [line for line in logged.lines() if line.startswith("Request ")]
+
+
+def test_without_quiet_each_request_is_logged(logged) -> None:
+    port = served_by_twistd("--utc")
+    port.protocol.datagramReceived(b"SEND_DATE", CLIENT)
+    assert port.sent() == [b"01/01/70"]
+    assert [line for line in logged.lines() if line.startswith("Request ")] == [
+        "Request \"SEND_DATE\" (9 bytes) from ('192.0.2.7', 5000): answered 01/01/70"
+    ]

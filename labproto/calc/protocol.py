@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from labproto.calc.parser import EXAMPLE, answer
-from labproto.lines import LineProtocol, LineServerFactory
+from labproto.lines import DEFAULT_MAX_LINE, LineProtocol, LineServerFactory
 from labproto.text import has_controls, printable
 
 WELCOME = "Welcome to labcalc. What's your name?"
@@ -48,12 +48,17 @@ def parse_name(text: str) -> str | None:
 
 
 class CalculatorProtocol(LineProtocol):
-    """One client's session: its name, then its expressions and their answers."""
+    """One client's session: its name, then its expressions and their answers.
+
+    A quiet session does not log each request (twistd's ``--quiet``), so
+    that a benchmark measures the service rather than its log.
+    """
 
     log = Logger()
 
-    def __init__(self, max_line: int) -> None:
+    def __init__(self, max_line: int, quiet: bool = False) -> None:
         super().__init__(max_line)
+        self.quiet = quiet
         # None until the client has named itself: the session's one state.
         self.name: str | None = None
 
@@ -90,12 +95,13 @@ class CalculatorProtocol(LineProtocol):
             self.hang_up()
             return
         result = answer(expression)
-        self.log.info(
-            "{name}: {expression} = {answer}",
-            name=self.name,
-            expression=printable(expression),
-            answer=result,
-        )
+        if not self.quiet:
+            self.log.info(
+                "{name}: {expression} = {answer}",
+                name=self.name,
+                expression=printable(expression),
+                answer=result,
+            )
         self.send_text(result)
 
 
@@ -103,3 +109,12 @@ class CalculatorFactory(LineServerFactory):
     """Makes one CalculatorProtocol per connection; each session keeps its own name."""
 
     protocol: Any = CalculatorProtocol
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE, quiet: bool = False) -> None:
+        super().__init__(max_line)
+        self.quiet = quiet
+
+    def buildProtocol(self, addr: Any) -> CalculatorProtocol:
+        protocol: CalculatorProtocol = self.protocol(self.max_line, quiet=self.quiet)
+        protocol.factory = self
+        return protocol

@@ -99,16 +99,29 @@ def reply_to(datagram: bytes, calendar: Calendar, when: float) -> Reply:
 
 
 class TimeServerProtocol(UDPServerProtocol):
-    """Answer date and time requests, logging each request, its sender and the outcome."""
+    """Answer date and time requests, logging each request, its sender and the outcome.
+
+    A quiet server logs nothing per datagram (twistd's ``--quiet``), so that
+    a benchmark measures the service rather than its log.
+    """
 
     service_name = "udptime"
 
-    def __init__(self, calendar: Calendar, clock: IReactorTime) -> None:
+    def __init__(self, calendar: Calendar, clock: IReactorTime, quiet: bool = False) -> None:
         self.calendar = calendar
         self.clock = clock
+        self.quiet = quiet
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         reply = reply_to(datagram, self.calendar, self.clock.seconds())
+        if not self.quiet:
+            self.log_request(datagram, addr, reply)
+        if reply.answer is not None:
+            assert self.transport is not None
+            self.transport.write(reply.answer, addr)
+
+    def log_request(self, datagram: bytes, addr: tuple[str, int], reply: Reply) -> None:
+        """Log one request, its size, its sender and what the server did with it."""
         self.log.info(
             'Request "{request}" ({size} bytes) from {sender}: {outcome}',
             request=loggable(datagram.rstrip(b" ")),
@@ -116,6 +129,3 @@ class TimeServerProtocol(UDPServerProtocol):
             sender=format_address(*addr),
             outcome=reply.outcome,
         )
-        if reply.answer is not None:
-            assert self.transport is not None
-            self.transport.write(reply.answer, addr)

@@ -34,14 +34,22 @@ class Options(UDPServerOptions):
     """Options of the udptime server."""
 
     synopsis = (
-        "[--port N] [--interface ADDR] [--utc] [--date-format F] [--time-format F] [--trace]"
+        "[--port N] [--interface ADDR] [--utc] [--date-format F] [--time-format F] [--quiet]"
+        " [--trace]"
     )
     longdesc = (
         "The lab's UDP date/time server: answers SEND_DATE and SEND_TIME "
         "(optionally followed by a token to echo), never with more bytes than "
         "the request. Try it with: labproto time --host THIS-HOST"
     )
-    optFlags = [["utc", "u", "Answer in UTC instead of the server's local time."]]
+    optFlags = [
+        ["utc", "u", "Answer in UTC instead of the server's local time."],
+        [
+            "quiet",
+            "q",
+            "Do not log each request, so that a benchmark measures the service, not its log.",
+        ],
+    ]
 
     optParameters = listening_parameters(ports.UDPTIME) + [
         ["date-format", None, DEFAULT_DATE_FORMAT, "strftime format of SEND_DATE's answer."],
@@ -96,4 +104,4 @@ def build_service(options: Options, clock: IReactorTime) -> MultiService:
     """Serve udptime as options say, reading the time from clock."""
     calendar = options.calendar()
     warn_about_long_answers(calendar, clock.seconds())
-    return udp_service(options, TimeServerProtocol(calendar, clock))
+    return udp_service(options, TimeServerProtocol(calendar, clock, quiet=bool(options["quiet"])))
