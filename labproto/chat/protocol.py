@@ -10,7 +10,7 @@ import contextlib
 from collections import deque
 from typing import Any, cast
 
-from twisted.internet import abstract
+from twisted.internet import abstract, tcp
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -21,6 +21,7 @@ from labproto.chat.limits import UserLimits
 from labproto.chat.room import ChatRoom
 from labproto.chat.session import ChatSession, IChatConnection
 from labproto.lines import LineProtocol, LineServerFactory
+from labproto.writenow import can_write_now, write_now
 
 # What a Twisted connection holds unsent before it pauses its producer: the
 # bufferSize of twisted.internet.abstract.FileDescriptor.
@@ -54,12 +55,15 @@ class ChatProtocol(LineProtocol):
     _cut_off = False
     _lost_reason = wire.CONNECTION_LOST
     _closing_deadline: IDelayedCall | None = None
+    # Whether lines go straight to the socket when nothing waits (see labproto.writenow).
+    _writes_now = False
 
     def connectionMade(self) -> None:
         # A chat line should leave at once, not wait for the acknowledgement
         # of the one before (Nagle's algorithm against delayed ACKs: 40 ms).
         with contextlib.suppress(AttributeError, OSError):  # UNIX sockets have no Nagle
             cast(ITCPTransport, self.transport).setTcpNoDelay(True)
+        self._writes_now = can_write_now(self.transport)
         factory = self.factory
         self.session = ChatSession(
             factory.room, self, self.peer(), factory.limits, factory.clock
@@ -94,8 +98,11 @@ class ChatProtocol(LineProtocol):
 
     def send(self, line: bytes) -> None:
         if not self._output_paused:
-            assert self.transport is not None
-            self.transport.write(line)
+            if self._writes_now:
+                write_now(cast(tcp.Connection, self.transport), line)
+            else:
+                assert self.transport is not None
+                self.transport.write(line)
             return
         if self._cut_off:
             return
