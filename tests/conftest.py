@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from support.bench import start_baseline
 from support.chat import ChatConnections, ChatUser
 from support.netns import TwoHosts, two_hosts, why_no_namespaces
 from support.processes import ServerProcess, start_twistd
@@ -107,3 +108,31 @@ def remote_servers(hosts: TwoHosts, tmp_path: Path) -> Iterator[Callable[..., Se
         # twistd re-raises the SIGINT that stopped it, as a shell expects.
         assert status in (0, -signal.SIGINT), server.output()
         assert "Traceback" not in server.output()
+
+
+@pytest.fixture
+def baseline() -> Iterator[Callable[[str], tuple[ServerProcess, int]]]:
+    """Start a benchmark baseline (benchmarks.baselines.NAME) on a free port; stopped after.
+
+    Each must stop cleanly on Ctrl-C: status 0, no traceback.
+    """
+    started: list[ServerProcess] = []
+
+    def start(name: str) -> tuple[ServerProcess, int]:
+        server, port = start_baseline(name)
+        started.append(server)
+        return server, port
+
+    yield start
+    statuses = [server.stop() for server in started]
+    for server, status in zip(started, statuses, strict=True):
+        assert status == 0, server.output()
+        assert "Traceback" not in server.output()
+
+
+@pytest.fixture
+def closed_tcp_port() -> Iterator[int]:
+    """A TCP port that is bound but not listening: connecting to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

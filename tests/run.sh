@@ -49,9 +49,9 @@ fi
 .venv/bin/python -m pip install --quiet --editable '.[test]'
 
 echo "== ruff"
-.venv/bin/ruff check labproto tests twisted
+.venv/bin/ruff check labproto tests twisted benchmarks
 echo "== mypy"
-.venv/bin/mypy labproto
+.venv/bin/mypy labproto benchmarks
 echo "== sphinx"
 # Warnings are errors: a broken reference or a page missing from the index fails the run.
 .venv/bin/sphinx-build -W --keep-going -q -b html docs build/docs

@@ -1,0 +1,444 @@
+"""The chat load generator: N users in one room, S of them talking, everyone counting.
+
+Drives any server that speaks the part of labchat's contract every chat
+server shares: a one-line prompt, a name, a one-line welcome, and then each
+message line relayed to every user, the sender included, as ``<name> text``.
+Join notices and other lines of the login phase are allowed and ignored.
+
+The run, all in this one process::
+
+    1. log in    N users connect and log in, at most --login-concurrency at once;
+    2. settle    user 0 sends a marker line; once every user has received it,
+                 every join notice has been delivered too (lines of one
+                 connection arrive in order), and the room is quiet;
+    3. load      S senders each keep at most --window lines in flight (sent,
+                 not yet back at the sender) for --seconds or --lines;
+    4. drain     until every user has every line sent, or nothing arrives for
+                 --drain-timeout seconds: what is missing then is lost.
+
+Deliveries per second count every line every user received in the load and
+drain phases, over the time from the first send to the last delivery. The
+latency of a line, from its send to its arrival, is read by --observers
+users spread over the join order; a sender only looks for its own lines,
+to free its window, and every other user only counts line ends: that is
+what keeps the generator cheaper than the servers it measures. It uses epoll
+and plain non-blocking sockets for that reason, not Twisted: each event
+costs it a few microseconds of Python.
+
+The server's CPU time and resident memory are read from /proc/PID of
+--server-pid, so that only the load is counted. One JSON line is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+import socket
+import time
+from typing import Any
+
+from benchmarks.measure import meter_for, percentile, raise_open_file_limit, report
+
+_READ_SIZE = 256 * 1024
+
+
+class BenchmarkFailed(Exception):
+    """The run could not measure what it was asked to; the message says why."""
+
+
+class User:
+    """One connection of the generator, and what it has received."""
+
+    __slots__ = (
+        "index", "name", "sock", "fd", "stage", "pending", "tail", "outbox",
+        "observer", "sender", "received", "in_flight", "sent", "last_line", "tag",
+    )
+
+    def __init__(self, index: int, sock: socket.socket, observer: bool, sender: bool) -> None:
+        self.index = index
+        self.name = f"u{index:05d}".encode()
+        self.sock = sock
+        self.fd = sock.fileno()
+        # "connecting", "prompt", "welcome", "settling" then "counting".
+        self.stage = "connecting"
+        # Bytes of a line not yet complete, for the users that read lines.
+        self.pending = b""
+        # The end of the data before, for a marker split between two reads.
+        self.tail = b""
+        self.outbox = b""
+        self.observer = observer
+        self.sender = sender
+        self.received = 0
+        self.in_flight = 0
+        self.sent = 0
+        self.last_line = b""
+        # What starts each of its lines as the server relays them: "<u00012> m 12 ".
+        self.tag = b"<%s> m %d " % (self.name, index)
+
+
+class ChatLoad:
+    """One run of the generator: the room, the phases and the figures."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.poller = select.epoll()
+        self.users: list[User] = []
+        self.by_fd: dict[int, User] = {}
+        # The users that only count their lines, by file descriptor: the hot path.
+        self.counters: dict[int, User] = {}
+        self.meter = meter_for(options.server_pid)
+        self.marker = b"settle-%d" % os.getpid()
+        self.latencies: list[float] = []
+        self.phase = "login"
+        self.logging_in = 0
+        self.welcomed = 0
+        self.settled = 0
+        self.sending = False
+        self.last_delivery = 0.0
+        users, senders = options.users, min(options.senders, options.users)
+        # Senders and observers spread evenly over the join order, where a
+        # server's loop over its users puts them early, middle and late.
+        self.sender_indexes = {round(i * users / senders) for i in range(senders)}
+        observers = min(options.observers, users)
+        self.observer_indexes = {round(i * users / observers) for i in range(observers)}
+        self.line_size = options.line_bytes
+
+    # The event loop.
+
+    def wait(self, until: Any, deadline: float, what: str) -> None:
+        """Handle events until until() is true; fail with what if deadline passes first."""
+        by_fd, counters, poll = self.by_fd, self.counters, self.poller.poll
+        buffer = bytearray(_READ_SIZE)
+        while not until():
+            now = time.monotonic()
+            if now > deadline:
+                raise BenchmarkFailed(f"timed out {what}")
+            events = poll(min(0.05, deadline - now))
+            for fd, event in events:
+                # The hot path, inlined: a user who only counts the lines it receives.
+                counter = counters.get(fd)
+                if counter is not None and event == select.EPOLLIN:
+                    try:
+                        size = counter.sock.recv_into(buffer)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        size = 0
+                    if size:
+                        counter.received += buffer.count(b"\n", 0, size)
+                        continue
+                user = by_fd[fd]
+                if event & select.EPOLLOUT:
+                    self.flush(user)
+                if event & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
+                    self.read(user)
+            if events and self.phase == "load":
+                self.last_delivery = time.monotonic()
+            self.after_events()
+
+    def after_events(self) -> None:
+        """Called after each batch of events: start more logins, send more lines."""
+        if self.phase == "login":
+            while (
+                len(self.users) < self.options.users
+                and self.logging_in < self.options.login_concurrency
+            ):
+                self.connect(len(self.users))
+        elif self.sending:
+            self.send_lines()
+
+    def connect(self, index: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        user = User(index, sock, index in self.observer_indexes, index in self.sender_indexes)
+        self.users.append(user)
+        self.by_fd[user.fd] = user
+        self.logging_in += 1
+        code = sock.connect_ex((self.options.host, self.options.port))
+        if code not in (0, errno.EINPROGRESS):
+            raise BenchmarkFailed(f"cannot connect to {self.where()}: {os.strerror(code)}")
+        self.poller.register(user.fd, select.EPOLLIN)
+        user.stage = "prompt"
+
+    def where(self) -> str:
+        return f"TCP {self.options.host}:{self.options.port}"
+
+    def read(self, user: User) -> None:
+        try:
+            data = user.sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            return
+        except ConnectionRefusedError:
+            raise BenchmarkFailed(
+                f"connection refused: nothing listens on {self.where()}"
+            ) from None
+        except OSError as e:
+            raise BenchmarkFailed(f"{user.name.decode()}'s connection failed: {e}") from None
+        if not data:
+            raise BenchmarkFailed(
+                f"the server closed {user.name.decode()}'s connection in the {user.stage} stage"
+                f" after the line {user.last_line!r}"
+            )
+        stage = user.stage
+        if stage == "counting":
+            self.count(user, data)
+        elif stage == "settling":
+            self.settle(user, data)
+        else:
+            self.log_in(user, data)
+
+    def log_in(self, user: User, data: bytes) -> None:
+        user.pending += data
+        while user.stage in ("prompt", "welcome") and b"\n" in user.pending:
+            line, _, user.pending = user.pending.partition(b"\n")
+            user.last_line = line.rstrip(b"\r")
+            if user.stage == "prompt":
+                user.stage = "welcome"
+                self.write(user, user.name + b"\r\n")
+            elif not user.last_line.startswith(b"Welcome"):
+                raise BenchmarkFailed(
+                    f"{user.name.decode()} was not welcomed: the server said {user.last_line!r}"
+                )
+            else:
+                user.stage = "settling"
+                self.logging_in -= 1
+                self.welcomed += 1
+        if user.stage == "settling" and user.pending:
+            data, user.pending = user.pending, b""
+            self.settle(user, data)
+
+    def settle(self, user: User, data: bytes) -> None:
+        seen = user.tail + data
+        found = seen.find(self.marker)
+        if found < 0:
+            user.tail = seen[-len(self.marker) :]
+            return
+        end = seen.find(b"\n", found)
+        if end < 0:
+            user.tail = seen[found:]
+            return
+        user.tail = b""
+        user.stage = "counting"
+        if not user.observer and not user.sender:
+            self.counters[user.fd] = user
+        self.settled += 1
+        rest = seen[end + 1 :]
+        if rest:
+            self.count(user, rest)
+
+    def count(self, user: User, data: bytes) -> None:
+        """Count the lines of data; an observer also times them, a sender finds its own."""
+        if user.observer:
+            self.read_lines(user, data)
+            return
+        user.received += data.count(b"\n")
+        if user.sender:
+            # Its own lines coming back free its window. Searching for its tag
+            # costs far less than reading every line; the tail catches a tag
+            # split between two reads, and is too short to hold a whole one.
+            seen = user.tail + data
+            user.in_flight -= seen.count(user.tag)
+            user.tail = seen[1 - len(user.tag) :]
+
+    def read_lines(self, user: User, data: bytes) -> None:
+        """Count an observer's lines, and time each one from its send."""
+        now = time.monotonic_ns()
+        lines = (user.pending + data).split(b"\n")
+        user.pending = lines.pop()
+        user.received += len(lines)
+        latencies = self.latencies
+        for line in lines:
+            # "<u00012> m SENDER SEQUENCE SENT_NS padding"
+            fields = line.split(b" ", 5)
+            if len(fields) < 5 or fields[1] != b"m":
+                raise BenchmarkFailed(f"{user.name.decode()} received an unexpected line {line!r}")
+            latencies.append((now - int(fields[4])) / 1e6)
+            if int(fields[2]) == user.index:
+                user.in_flight -= 1
+
+    def write(self, user: User, data: bytes) -> None:
+        if user.outbox:
+            user.outbox += data
+            return
+        try:
+            sent = user.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            raise BenchmarkFailed(f"{user.name.decode()} could not send: {e}") from None
+        if sent < len(data):
+            user.outbox = data[sent:]
+            self.poller.modify(user.fd, select.EPOLLIN | select.EPOLLOUT)
+
+    def flush(self, user: User) -> None:
+        data, user.outbox = user.outbox, b""
+        self.poller.modify(user.fd, select.EPOLLIN)
+        self.write(user, data)
+
+    def send_lines(self) -> None:
+        now = time.monotonic()
+        if now >= self.load_ends:
+            self.sending = False
+            return
+        window, limit = self.options.window, self.options.lines or float("inf")
+        for user in self.senders:
+            while user.in_flight < window and user.sent < limit:
+                self.write(user, self.message(user))
+                user.sent += 1
+                user.in_flight += 1
+        if all(user.sent >= limit for user in self.senders):
+            self.sending = False
+
+    def message(self, user: User) -> bytes:
+        head = b"m %d %d %d " % (user.index, user.sent, time.monotonic_ns())
+        # CRLF, as telnet sends it: every chat server takes it, some take nothing else.
+        return head + b"x" * max(1, self.line_size - len(head) - 2) + b"\r\n"
+
+    # The phases.
+
+    def run(self) -> dict[str, Any]:
+        options = self.options
+        result: dict[str, Any] = {
+            "users": options.users,
+            "senders": len(self.sender_indexes),
+            "window": options.window,
+            "line_bytes": options.line_bytes,
+        }
+        rss_before = self.meter.rss_bytes()
+        cpu_before_login = self.meter.cpu_seconds()
+        start = time.monotonic()
+        self.wait(
+            lambda: self.welcomed == options.users,
+            start + options.login_timeout,
+            f"logging in {options.users} users ({self.welcomed} welcomed)",
+        )
+        welcomed = time.monotonic()
+        self.phase = "settle"
+        self.write(self.users[0], self.marker + b"\r\n")
+        self.wait(
+            lambda: self.settled == options.users,
+            welcomed + options.login_timeout,
+            f"waiting for the room to settle ({self.settled} of {options.users} users)",
+        )
+        settled = time.monotonic()
+        rss_full = self.meter.rss_bytes()
+        result.update(
+            login_seconds=welcomed - start,
+            settle_seconds=settled - start,
+            login_server_cpu_seconds=self.meter.cpu_seconds() - cpu_before_login,
+            server_rss_before_bytes=rss_before,
+            server_rss_bytes=rss_full,
+            server_rss_per_user_bytes=(rss_full - rss_before) / options.users,
+        )
+
+        self.phase = "load"
+        self.senders = [user for user in self.users if user.sender]
+        cpu_before = self.meter.cpu_seconds()
+        own_before = os.times()
+        load_start = time.monotonic()
+        self.load_ends = load_start + options.seconds
+        self.last_delivery = load_start
+        self.sending = True
+        self.send_lines()
+        self.wait(lambda: not self.sending, self.load_ends + 60, "sending")
+        sent = sum(user.sent for user in self.senders)
+        self.wait(
+            lambda: all(user.received >= sent for user in self.users)
+            or time.monotonic() - self.last_delivery > options.drain_timeout,
+            time.monotonic() + 600,
+            "draining",
+        )
+        cpu = self.meter.cpu_seconds() - cpu_before
+        own = os.times()
+        elapsed = self.last_delivery - load_start
+        deliveries = sum(user.received for user in self.users)
+        lost = sum(max(0, sent - user.received) for user in self.users)
+        extra = sum(max(0, user.received - sent) for user in self.users)
+        latencies = sorted(self.latencies)
+        result.update(
+            lines_sent=sent,
+            deliveries=deliveries,
+            lost=lost,
+            duplicated=extra,
+            seconds=elapsed,
+            deliveries_per_second=deliveries / elapsed if elapsed > 0 else 0.0,
+            latency_p50_ms=percentile(latencies, 0.50),
+            latency_p99_ms=percentile(latencies, 0.99),
+            latency_samples=len(latencies),
+            server_cpu_seconds=cpu,
+            server_cpu_us_per_delivery=cpu / deliveries * 1e6 if deliveries else 0.0,
+            generator_cpu_share=(
+                (own.user + own.system - own_before.user - own_before.system) / elapsed
+                if elapsed > 0
+                else 0.0
+            ),
+        )
+        if lost:
+            result["error"] = f"{lost} deliveries lost (each user should have {sent} lines)"
+        return result
+
+    def close(self) -> None:
+        for user in self.users:
+            user.sock.close()
+        self.poller.close()
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.chatload",
+        description="Log N users into a labchat-style chat room, make S of them talk, and "
+        "report deliveries per second, latency, lost lines and the server's CPU and memory "
+        "as one JSON line.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-pid", type=int, help="read the server's CPU and memory")
+    parser.add_argument("--users", type=int, default=100, help="users logged in (100)")
+    parser.add_argument("--senders", type=int, default=10, help="users who send lines (10)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of load (2)")
+    parser.add_argument(
+        "--lines", type=int, default=0, help="lines per sender at most (0: until --seconds)"
+    )
+    parser.add_argument("--window", type=int, default=8, help="lines in flight per sender (8)")
+    parser.add_argument("--line-bytes", type=int, default=64, help="bytes per sent line (64)")
+    parser.add_argument(
+        "--observers", type=int, default=8, help="users who time every line they receive (8)"
+    )
+    parser.add_argument(
+        "--login-concurrency", type=int, default=64, help="logins in progress at once (64)"
+    )
+    parser.add_argument(
+        "--login-timeout", type=float, default=300.0, help="seconds to log everyone in (300)"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        help="seconds without a delivery after which missing lines count as lost (5)",
+    )
+    options = parser.parse_args(argv)
+    if options.users < 1 or options.senders < 1 or options.window < 1:
+        parser.error("--users, --senders and --window must be at least 1")
+    if options.line_bytes < 32:
+        parser.error("--line-bytes must be at least 32: a line carries its send time")
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_arguments(argv)
+    raise_open_file_limit()
+    load = ChatLoad(options)
+    try:
+        result = load.run()
+    except BenchmarkFailed as e:
+        result = {"error": str(e)}
+    finally:
+        load.close()
+    report({"service": "chat", **result})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,542 @@
+"""Run labproto and the baselines side by side, and print how they compare.
+
+``python -m benchmarks`` starts each server in turn, pinned to one core,
+drives it from a load generator pinned to the other, and repeats the whole
+set in interleaved rounds, so that a noisy moment of a shared machine
+touches every server alike. It quotes the median of the per-round ratios
+against the targets of docs/benchmarks.rst, and writes every figure
+(results.json), the table (summary.txt) and a plot of chat fan-out against
+the number of users (chat-fanout.png) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import free_port, raise_open_file_limit
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_CORE, GENERATOR_CORE = "0", "1"
+Result = dict[str, Any]
+
+
+def twistd(*arguments: str) -> list[str]:
+    """The command line of a twistd of this Python, in the foreground, without a pid file."""
+    return [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", *arguments]
+
+
+def baseline(module: str, port: int) -> list[str]:
+    return [sys.executable, "-m", f"benchmarks.baselines.{module}", "--port", str(port)]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server the benchmark can start: its name in the tables, and its command line."""
+
+    name: str
+    command: Callable[[int, int], list[str]]  # (port, users) -> argv
+    udp: bool = False
+
+
+SERVERS = {
+    server.name: server
+    for server in (
+        Server(
+            "labchat",
+            lambda port, users: twistd(
+                "labchat", "--port", f"tcp:{port}:interface=127.0.0.1",
+                "--rate", "0", "--quiet", "--max-users", str(max(users, 1000)),
+            ),
+        ),
+        Server("twisted-chat", lambda port, users: baseline("twisted_chat", port)),
+        Server("threaded-chat", lambda port, users: baseline("threaded_chat", port)),
+        Server(
+            "udptime",
+            lambda port, users: twistd(
+                "udptime", "--port", str(port), "--interface", "127.0.0.1", "--quiet"
+            ),
+            udp=True,
+        ),
+        Server("twisted-time", lambda port, users: baseline("twisted_time", port), udp=True),
+        Server(
+            "labcalc",
+            lambda port, users: twistd(
+                "labcalc", "--port", f"tcp:{port}:interface=127.0.0.1", "--quiet"
+            ),
+        ),
+        Server("twisted-calc", lambda port, users: baseline("twisted_calc", port)),
+    )
+}
+
+
+class RunFailed(Exception):
+    """A server or a generator did not do its part; the message says which and why."""
+
+
+class Bench:
+    """Starts servers and generators, pinned or not, and keeps their logs in one place."""
+
+    def __init__(self, pin: bool, logs: Path) -> None:
+        self.pin = pin
+        self.logs = logs
+        self.count = 0
+
+    def pinned(self, core: str, argv: list[str]) -> list[str]:
+        return ["taskset", "-c", core, *argv] if self.pin else argv
+
+    def measure(self, server: Server, users: int, generator: list[str]) -> Result:
+        """Start server, run generator (its module and arguments) against it, and stop it."""
+        self.count += 1
+        port = free_port(socket.SOCK_DGRAM if server.udp else socket.SOCK_STREAM)
+        log_path = self.logs / f"{self.count:03d}-{server.name}-{users}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                self.pinned(SERVER_CORE, server.command(port, users)),
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        try:
+            wait_until_serving(process, port, server.udp, log_path)
+            command = [
+                sys.executable, "-m", *generator,
+                "--port", str(port), "--server-pid", str(process.pid),
+            ]
+            done = subprocess.run(
+                self.pinned(GENERATOR_CORE, command),
+                cwd=ROOT, capture_output=True, text=True, timeout=900,
+            )
+        finally:
+            stop(process)
+        lines = done.stdout.strip().splitlines()
+        try:
+            result: Result = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            raise RunFailed(
+                f"{generator[0]} against {server.name} printed no result: {done.stderr.strip()}"
+            ) from None
+        result.update(server=server.name, server_log=str(log_path))
+        return result
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], port: int, udp: bool, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RunFailed(f"the server exited with status {process.returncode}: see {log}")
+        if (serving_udp if udp else serving_tcp)(port):
+            return
+        time.sleep(0.05)
+    raise RunFailed(f"the server did not serve port {port} within 30 s: see {log}")
+
+
+def serving_tcp(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def serving_udp(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        try:
+            probe.sendto(b"SEND_TIME", ("127.0.0.1", port))
+            probe.recv(100)
+        except OSError:
+            return False
+    return True
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def rotated(items: Sequence[Any], by: int) -> list[Any]:
+    """items, starting at a different one each round, so that none always runs first."""
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+def median_ratio(
+    results: dict[tuple[str, int], list[Result]], figure: str, ours: str, theirs: str, users: int
+) -> float | None:
+    """The median over rounds of ours' figure over theirs', round by round."""
+    pairs = zip(results.get((ours, users), []), results.get((theirs, users), []), strict=False)
+    ratios = [a[figure] / b[figure] for a, b in pairs if b.get(figure)]
+    return statistics.median(ratios) if ratios else None
+
+
+def median_of(rows: list[Result], figure: str) -> float:
+    return statistics.median(row[figure] for row in rows)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import twisted
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": f"{model}, {os.cpu_count()} cores",
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "twisted": twisted.__version__,
+        "commit": commit or "unknown",
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def chat_load(users: int, options: argparse.Namespace, *extra: str) -> list[str]:
+    return [
+        "benchmarks.chatload", "--users", str(users), "--seconds", str(options.seconds), *extra,
+    ]
+
+
+def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
+    """Every measurement options ask for, in interleaved rounds, by server and users."""
+    bench = Bench(options.pin, options.out / "logs")
+    chat: dict[tuple[str, int], list[Result]] = {}
+    other: dict[tuple[str, int], list[Result]] = {}
+    failed: list[Result] = []
+    chat_runs = [("labchat", n) for n in options.plot_users]
+    chat_runs += [("threaded-chat", n) for n in options.plot_users]
+    chat_runs += [("twisted-chat", n) for n in options.ratio_users]
+    chat_runs += [(s, n) for s in ("labchat", "threaded-chat") for n in options.ratio_users]
+    chat_runs = sorted(set(chat_runs), key=lambda run: (run[1], run[0]))
+    other_runs = []
+    if "udptime" in options.only:
+        other_runs += [("udptime", 0), ("twisted-time", 0)]
+    if "labcalc" in options.only:
+        other_runs += [("labcalc", 50), ("twisted-calc", 50)]
+    for round_number in range(options.rounds):
+        say(f"round {round_number + 1} of {options.rounds}")
+        runs = (chat_runs if "chat" in options.only else []) + other_runs
+        for name, users in rotated(runs, round_number):
+            server = SERVERS[name]
+            if server.udp:
+                generator = ["benchmarks.timeload", "--seconds", str(options.seconds)]
+            elif name.endswith("calc"):
+                generator = ["benchmarks.calcload", "--sessions", str(users),
+                             "--seconds", str(options.seconds)]
+            else:
+                generator = chat_load(users, options)
+            result = bench.measure(server, users, generator)
+            say(f"  {one_line(result)}")
+            if result.get("error"):
+                failed.append(result)
+                continue
+            (other if server.udp or name.endswith("calc") else chat).setdefault(
+                (name, users), []
+            ).append(result)
+    idle: Result | None = None
+    if "idle" in options.only:
+        say(f"idle room: {options.idle_users} users")
+        idle = bench.measure(
+            SERVERS["labchat"],
+            options.idle_users,
+            chat_load(
+                options.idle_users, options, "--senders", "1", "--lines", "1",
+                "--login-concurrency", "256",
+            ),
+        )
+        say(f"  {one_line(idle)}")
+        if idle.get("error"):
+            failed.append(idle)
+            idle = None
+    return {"chat": chat, "other": other, "idle": idle, "failed": failed}
+
+
+def one_line(result: Result) -> str:
+    """A measurement as one line of progress."""
+    if result.get("error"):
+        return f"{result['server']}: FAILED: {result['error']}"
+    if result["service"] == "chat":
+        return (
+            f"{result['server']:<14} {result['users']:>6} users "
+            f"{result['deliveries_per_second']:>12,.0f} deliveries/s  "
+            f"p99 {result['latency_p99_ms']:7.1f} ms  "
+            f"{result['server_cpu_us_per_delivery']:.3f} us CPU/delivery  lost {result['lost']}"
+        )
+    rate = result.get("answers_per_second", result.get("requests_per_second", 0.0))
+    cpu = result.get("server_cpu_us_per_answer", result.get("server_cpu_us_per_request", 0.0))
+    return f"{result['server']:<14} {rate:>12,.0f} /s  {cpu:.2f} us CPU each"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets: a median ratio and the bound it must meet."""
+
+    what: str
+    ratio: float | None
+    bound: float
+    at_least: bool
+
+    def met(self) -> bool | None:
+        if self.ratio is None:
+            return None
+        return self.ratio >= self.bound if self.at_least else self.ratio <= self.bound
+
+    def row(self) -> str:
+        sign = ">=" if self.at_least else "<="
+        shown = "-" if self.ratio is None else f"{self.ratio:.2f}"
+        verdict = {True: "met", False: "MISSED", None: "not run"}[self.met()]
+        return f"{self.what:<58} {sign} {self.bound:<5g} {shown:>6}  {verdict}"
+
+
+def targets(figures: dict[str, Any], ratio_users: Sequence[int]) -> list[Target]:
+    chat, other = figures["chat"], figures["other"]
+    rows = []
+    for users in ratio_users:
+        threaded_bound = 3.0 if users <= 100 else 2.0
+        for theirs, bound in (("twisted-chat", 1.2), ("threaded-chat", threaded_bound)):
+            rows.append(Target(
+                f"chat deliveries/s, labchat / {theirs}, {users} users",
+                median_ratio(chat, "deliveries_per_second", "labchat", theirs, users), bound, True,
+            ))
+        rows.append(Target(
+            f"chat CPU per delivery, labchat / twisted-chat, {users} users",
+            median_ratio(chat, "server_cpu_us_per_delivery", "labchat", "twisted-chat", users),
+            0.8, False,
+        ))
+    rows.append(Target(
+        "udptime CPU per answer, udptime --quiet / twisted-time",
+        median_ratio(other, "server_cpu_us_per_answer", "udptime", "twisted-time", 0), 1.0, False,
+    ))
+    rows.append(Target(
+        "labcalc requests/s, 50 sessions, labcalc --quiet / twisted-calc",
+        median_ratio(other, "requests_per_second", "labcalc", "twisted-calc", 50), 1.0, True,
+    ))
+    return rows
+
+
+def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[str, str]) -> str:
+    """The results as the text printed at the end and kept in summary.txt."""
+    chat, other, idle = figures["chat"], figures["other"], figures["idle"]
+    out = [
+        f"labproto benchmarks, {about['date']}, commit {about['commit']}",
+        f"machine: {about['cpu']}; {about['system']}; Python {about['python']}; "
+        f"Twisted {about['twisted']}",
+        f"command: {options.command}",
+        f"{options.rounds} interleaved rounds, {options.seconds:g} s of load each, "
+        + ("server on core 0, generator on core 1" if options.pin else "NOT pinned"),
+        "",
+    ]
+    if chat:
+        out += [
+            "Chat fan-out: 10 senders, 64-byte lines, 8 in flight each; medians over rounds",
+            f"{'server':<14} {'users':>6} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'CPU us/delivery':>16} {'lost':>5}",
+        ]
+        for (name, users), rows in sorted(chat.items(), key=lambda item: (item[0][1], item[0][0])):
+            out.append(
+                f"{name:<14} {users:>6} {median_of(rows, 'deliveries_per_second'):>13,.0f} "
+                f"{median_of(rows, 'latency_p50_ms'):>8.2f} "
+                f"{median_of(rows, 'latency_p99_ms'):>8.2f} "
+                f"{median_of(rows, 'server_cpu_us_per_delivery'):>16.3f} "
+                f"{sum(row['lost'] for row in rows):>5}"
+            )
+        out.append("")
+    if other:
+        out.append(f"{'server':<14} {'per second':>12} {'CPU us each':>12} {'lost/bad':>9}")
+        for (name, _), rows in sorted(other.items()):
+            rate = "answers_per_second" if name.endswith("time") else "requests_per_second"
+            cpu = (
+                "server_cpu_us_per_answer" if name.endswith("time") else "server_cpu_us_per_request"
+            )
+            bad = sum(row.get("lost", 0) + row.get("bad_answers", 0) for row in rows)
+            out.append(
+                f"{name:<14} {median_of(rows, rate):>12,.0f} {median_of(rows, cpu):>12.2f} {bad:>9}"
+            )
+        out.append("")
+    if idle:
+        out += [
+            f"Idle room: {idle['users']} users logged in to one labchat",
+            f"  logins: {idle['login_seconds']:.2f} s until all were welcomed, "
+            f"{idle['settle_seconds']:.2f} s until every join notice was delivered "
+            f"({idle['login_server_cpu_seconds']:.2f} s of server CPU)",
+            f"  memory: {idle['server_rss_bytes'] / 2**20:.1f} MiB resident, "
+            f"{idle['server_rss_per_user_bytes']:,.0f} bytes per user "
+            f"(target: at most 4,096)",
+            f"  one message reached {idle['deliveries']} of {idle['users']} users, "
+            f"lost {idle['lost']}",
+            "",
+        ]
+    out.append("Targets (median of the per-round ratios)")
+    out += [target.row() for target in targets(figures, options.ratio_users)]
+    return "\n".join(out) + "\n"
+
+
+def plot(chat: dict[tuple[str, int], list[Result]], path: Path) -> bool:
+    """Plot deliveries/s and p99 latency against users; False if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, (rate_axes, latency_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, style in (("labchat", "o-"), ("threaded-chat", "s--"), ("twisted-chat", "^:")):
+        points = sorted((users, rows) for (server, users), rows in chat.items() if server == name)
+        if not points:
+            continue
+        users = [n for n, _ in points]
+        rate_axes.plot(
+            users, [median_of(rows, "deliveries_per_second") for _, rows in points], style,
+            label=name,
+        )
+        latency_axes.plot(
+            users, [median_of(rows, "latency_p99_ms") for _, rows in points], style, label=name
+        )
+    for axes, label in ((rate_axes, "deliveries per second"), (latency_axes, "p99 latency (ms)")):
+        axes.set_xscale("log")
+        axes.set_xlabel("users in the room (10 of them sending)")
+        axes.set_ylabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    latency_axes.set_yscale("log")
+    rate_axes.set_ylim(bottom=0)
+    figure.suptitle("Chat fan-out: 64-byte lines, 8 in flight per sender, medians over rounds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def user_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of user counts from 1 up: {text!r}")
+    return counts
+
+
+PARTS = ("chat", "idle", "udptime", "labcalc")
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure labchat, udptime and labcalc against their baselines in "
+        "interleaved rounds, print the ratios against the targets, and write results.json, "
+        "summary.txt and chat-fanout.png to --out.",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (5)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of load each (2)")
+    parser.add_argument(
+        "--plot-users", type=user_counts, default=[10, 100, 1000, 5000],
+        help="room sizes for labchat and threaded-chat (10,100,1000,5000)",
+    )
+    parser.add_argument(
+        "--ratio-users", type=user_counts, default=[100, 1000],
+        help="room sizes where the targets are checked, also against twisted-chat (100,1000)",
+    )
+    parser.add_argument(
+        "--idle-users", type=int, default=10000, help="users of the idle room (10000)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(PARTS),
+        help=f"which parts to run, of {','.join(PARTS)} (all)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "build" / "benchmarks",
+        help="where results go (build/benchmarks)",
+    )
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false",
+        help="do not pin the server and the generator to cores 0 and 1",
+    )
+    options = parser.parse_args(argv)
+    options.only = [part.strip() for part in options.only.split(",") if part.strip()]
+    unknown = set(options.only) - set(PARTS)
+    if unknown:
+        parser.error(f"--only takes {', '.join(PARTS)}, not {', '.join(sorted(unknown))}")
+    if options.rounds < 1 or options.seconds <= 0:
+        parser.error("--rounds must be at least 1 and --seconds more than 0")
+    options.command = shlex.join(["python", "-m", "benchmarks", *(argv or sys.argv[1:])])
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_arguments(argv)
+    if options.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        print("taskset or a second core is missing: running unpinned", file=sys.stderr)
+        options.pin = False
+    # Servers and generators inherit it: thousands of users are thousands of open files.
+    raise_open_file_limit()
+    options.out.mkdir(parents=True, exist_ok=True)
+    logs = options.out / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    about = machine()
+    try:
+        figures = run(options, say)
+    except (RunFailed, subprocess.TimeoutExpired) as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 1
+    text = summary(figures, options, about)
+    (options.out / "summary.txt").write_text(text)
+    raw = {
+        "machine": about,
+        "command": options.command,
+        "chat": [row for rows in figures["chat"].values() for row in rows],
+        "other": [row for rows in figures["other"].values() for row in rows],
+        "idle": figures["idle"],
+        "failed": figures["failed"],
+    }
+    (options.out / "results.json").write_text(json.dumps(raw, indent=1, sort_keys=True))
+    print()
+    print(text, end="")
+    if figures["chat"]:
+        png = options.out / "chat-fanout.png"
+        if plot(figures["chat"], png):
+            print(f"plot: {png}")
+        else:
+            print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+    failed = figures["failed"]
+    for row in failed:
+        print(
+            f"failed: {row['server']}: {row['error']} (log: {row['server_log']})", file=sys.stderr
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
