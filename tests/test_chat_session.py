@@ -1322,3 +1322,16 @@ def test_members_with_the_same_start_share_one_bytes_object() -> None:
     assert dave.received == [b"two\r\n"]
     assert alice.received == [b"one\r\n* carol joined\r\n* dave joined\r\ntwo\r\n"]
     assert bob.received[0] is alice.received[0]
+
+
+def test_a_line_to_someone_who_has_left_carries_nothing_said_after_they_went() -> None:
+    clock = Clock()
+    room = ChatRoom(clock)
+    alice, bob = members(room, "alice", "bob")
+    room.hold()
+    room.leave(bob, "quit")
+    room.broadcast("after bob left")
+    room.tell(bob, b"a last word\r\n")
+    clock.advance(0)
+    assert bob.received == [b"a last word\r\n"]
+    assert alice.received == [b"* bob left (quit)\r\nafter bob left\r\n"]

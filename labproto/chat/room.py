@@ -219,9 +219,15 @@ class ChatRoom:
 
     def tell(self, member: IChatMember, line: bytes) -> None:
         """Send one encoded line to member alone, after the broadcasts it has waiting."""
-        if self._held_lines and member.name is not None:
+        if self._held_lines and self._is_member(member):
             self._catch_up(member)
         member.deliver(line)
+
+    def _is_member(self, member: IChatMember) -> bool:
+        # Not merely named: someone who has left keeps their name, and must
+        # not be handed what was said after they went.
+        name = member.name
+        return name is not None and self._members.get(name_key(name)) is member
 
     def broadcast(self, text: str, exclude: IChatMember | None = None) -> None:
         """Send one line to every user but exclude, encoded once: the same bytes to all."""
