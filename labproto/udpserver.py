@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from errno import ECONNREFUSED, EINTR, EMSGSIZE
+from typing import Any
+
 from twisted.application import internet, service
-from twisted.internet import abstract
+from twisted.internet import abstract, error, udp
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
@@ -74,10 +79,63 @@ class UDPServerProtocol(DatagramProtocol):
         )
 
 
+class AnsweringPort(udp.Port):
+    """Twisted's UDP port, without checking again a host it has already sent to.
+
+    Port.write checks at every call that the address holds an IP address of
+    the port's family, not a host name (which sendto would look up, blocking
+    the reactor): three parses that cost about 1 us, more than udptime takes
+    to answer. A server sends its answers to the addresses its datagrams
+    came from, the same ones again and again, and the check depends on the
+    host alone: once Port.write has sent to a host, what goes to it next
+    goes straight to sendto, its errors handled as Port.write handles them.
+    """
+
+    # Past this many hosts remembered, the port starts afresh, so that a
+    # server answering ever new peers holds no more memory for them.
+    MAX_CHECKED_HOSTS = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checked_hosts: set[str] = set()
+
+    def write(self, datagram: bytes, addr: tuple[str, int] | None = None) -> None:
+        if self._connectedAddr or addr is None or addr[0] not in self._checked_hosts:
+            super().write(datagram, addr)
+            if not self._connectedAddr and addr is not None:
+                # Port.write has accepted this host: it raises for one it refuses.
+                if len(self._checked_hosts) >= self.MAX_CHECKED_HOSTS:
+                    self._checked_hosts.clear()
+                self._checked_hosts.add(addr[0])
+            return
+        try:
+            self.socket.sendto(datagram, addr)
+        except OSError as e:
+            # What Port.write does on the same errors.
+            if e.errno == EINTR:
+                self.write(datagram, addr)
+            elif e.errno == EMSGSIZE:
+                raise error.MessageLengthError("message too long") from e
+            elif e.errno != ECONNREFUSED:
+                raise
+
+
 class UDPServer(internet.UDPServer):
-    """A UDPServer that reports a port it cannot take in one log line, not a traceback."""
+    """Twisted's UDPServer on an AnsweringPort, reporting a port it cannot take in one log line."""
 
     log = Logger()
+
+    def _getPort(self) -> IListeningPort:
+        # What internet.UDPServer does through reactor.listenUDP(), with an
+        # AnsweringPort in place of the posix reactors' udp.Port.
+        from twisted.internet import reactor as installed
+
+        reactor = installed if self.reactor is None else self.reactor
+        if not isinstance(reactor, PosixReactorBase):
+            return super()._getPort()
+        port = AnsweringPort(*self.args, reactor=reactor, **self.kwargs)
+        port.startListening()
+        return port
 
     def privilegedStartService(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -66,6 +67,36 @@ class Calendar:
         return time.strftime(fmt, moment)
 
 
+class ClockFace:
+    """A calendar's answers as UTF-8 bytes, each rendered once per second of the clock.
+
+    A busy server gets many requests in the same second, and rendering the
+    date or time (localtime and strftime) costs more than the rest of an
+    answer. time.localtime and time.gmtime floor the POSIX time to a whole
+    second, and strftime shows nothing finer, so every moment of the same
+    floored second shows the same text: kept for that second and command,
+    an answer is the one Calendar.show would render again. (int() would
+    not do: it rounds the times before 1970 towards zero, not down.)
+    """
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self._second: int | None = None
+        # The answers rendered in self._second, by command.
+        self._shown: dict[str, bytes] = {}
+
+    def show(self, command: str, when: float) -> bytes:
+        """calendar.show(command, when), encoded as UTF-8."""
+        second = math.floor(when)
+        if second != self._second:
+            self._second = second
+            self._shown = {}
+        shown = self._shown.get(command)
+        if shown is None:
+            shown = self._shown[command] = self.calendar.show(command, when).encode("utf-8")
+        return shown
+
+
 @dataclass(frozen=True)
 class Reply:
     """What the server sends back (None: nothing) and why, for its log."""
@@ -98,6 +129,45 @@ def reply_to(datagram: bytes, calendar: Calendar, when: float) -> Reply:
     return Reply(encoded, f"answered {answer}")
 
 
+# The commands as the fast path below looks them up, upper-cased: bytes.upper()
+# changes ASCII letters only, just as IGNORECASE matches in a bytes regex.
+_COMMANDS = {command.encode("ascii"): command for command in (SEND_DATE, SEND_TIME)}
+_COMMAND_LENGTH = len(SEND_DATE)  # SEND_TIME's too
+_SPACE = ord(" ")
+
+
+def answer_to(datagram: bytes, face: ClockFace, when: float) -> bytes | None:
+    """reply_to(datagram, face.calendar, when).answer, at a fraction of its cost.
+
+    It exists for a quiet server, which needs the answer but not the words
+    of a log line: it reads the request without the regex, builds no
+    TimeRequest or Reply, and takes the rendered date or time from face.
+    It accepts exactly what _REQUEST accepts in the same stripped bytes: a
+    9-byte command in any ASCII case, then nothing, or one space and 1 to
+    MAX_TOKEN_LENGTH ASCII letters or digits (bytes.isalnum() takes ASCII
+    only); the tests hold its answers to reply_to's on arbitrary datagrams.
+    """
+    request = datagram.strip()
+    size = len(request)
+    # What the answer starts with: the token and a space, if there is a token.
+    prefix = b""
+    if size == _COMMAND_LENGTH:
+        command = _COMMANDS.get(request.upper())
+    elif (
+        _COMMAND_LENGTH + 2 <= size <= _COMMAND_LENGTH + 1 + MAX_TOKEN_LENGTH
+        and request[_COMMAND_LENGTH] == _SPACE
+        and request[_COMMAND_LENGTH + 1 :].isalnum()
+    ):
+        command = _COMMANDS.get(request[:_COMMAND_LENGTH].upper())
+        prefix = request[_COMMAND_LENGTH + 1 :] + b" "
+    else:
+        command = None
+    if command is None:
+        return None if len(datagram) < len(ERROR) else ERROR
+    answer = prefix + face.show(command, when)
+    return ERROR if len(answer) > len(datagram) else answer
+
+
 class TimeServerProtocol(UDPServerProtocol):
     """Answer date and time requests, logging each request, its sender and the outcome.
 
@@ -111,14 +181,20 @@ class TimeServerProtocol(UDPServerProtocol):
         self.calendar = calendar
         self.clock = clock
         self.quiet = quiet
+        self.face = ClockFace(calendar)
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        reply = reply_to(datagram, self.calendar, self.clock.seconds())
-        if not self.quiet:
+        when = self.clock.seconds()
+        if self.quiet:
+            # No log line to word: the fast path, which gives the same answer.
+            answer = answer_to(datagram, self.face, when)
+        else:
+            reply = reply_to(datagram, self.calendar, when)
             self.log_request(datagram, addr, reply)
-        if reply.answer is not None:
+            answer = reply.answer
+        if answer is not None:
             assert self.transport is not None
-            self.transport.write(reply.answer, addr)
+            self.transport.write(answer, addr)
 
     def log_request(self, datagram: bytes, addr: tuple[str, int], reply: Reply) -> None:
         """Log one request, its size, its sender and what the server did with it."""
