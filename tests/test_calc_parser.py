@@ -15,6 +15,7 @@ from labproto.calc.parser import (
     OUT_OF_RANGE,
     Expression,
     answer,
+    answer_in_full,
     format_result,
     number_too_long,
     parse_expression,
@@ -254,3 +255,68 @@ def test_the_largest_result_that_reads_back_is_answered() -> None:
 def test_a_formatted_result_always_shows_it_is_a_float(number: float) -> None:
     text = format_result(number)
     assert any(mark in text for mark in ".en"), text
+
+
+# answer()'s fast path against the general path (answer_in_full), which the
+# tests above hold to the wire contract.
+
+
+@pytest.mark.parametrize(
+    ("expression", "result"),
+    [
+        ("1 / 1e999", OUT_OF_RANGE),  # a finite result from a number no float holds
+        ("1e999 * 0", OUT_OF_RANGE),
+        ("1e999 - 1e999", OUT_OF_RANGE),
+        ("1e308 * 1", "1e+308"),  # results from 1e308 on take the general path
+        ("-1e308 - 0", "-1e+308"),
+        ("9.99999999999999e307 * 1", "9.99999999999999e+307"),
+        ("0 / 0", DIVISION_BY_ZERO),
+        ("5 % -0.0", DIVISION_BY_ZERO),
+        ("1" * 64 + " + 0", "1.11111111111111e+63"),
+        ("1" * 65 + " + 0", number_too_long("1" * 65)),
+        ("\t 12\t+\t 42 \t", "54.0"),
+    ],
+)
+def test_answers_at_the_edges_of_the_fast_path(expression: str, result: str) -> None:
+    assert answer(expression) == answer_in_full(expression) == result
+
+
+SEPARATORS = st.sampled_from([" ", "  ", "\t", " \t ", "", "\u00a0", "\x1c", "\n"])
+EDGES = st.sampled_from(["", " ", "\t", "\n", "\u3000"])
+# Numbers near the fast path's bounds: the float range, 64 characters, zero.
+NUMBERS = st.one_of(
+    st.floats(allow_nan=False).map(repr),
+    st.floats(min_value=1e307, max_value=1.8e308).map(lambda x: f"{x:.17g}"),
+    st.integers(min_value=0, max_value=10**70).map(str),
+    st.sampled_from(["0", "-0.0", "0e5", ".0", "1e999", "-1e999", "1e-400", "nan", "1_0"]),
+    WORD,
+)
+
+
+@given(
+    EDGES,
+    NUMBERS,
+    SEPARATORS,
+    st.sampled_from(["+", "-", "*", "/", "%", "//", "^", "x"]),
+    SEPARATORS,
+    NUMBERS,
+    EDGES,
+)
+def test_the_fast_path_answers_any_expression_as_the_general_path(
+    before: str, left: str, gap: str, op: str, gap2: str, right: str, after: str
+) -> None:
+    text = f"{before}{left}{gap}{op}{gap2}{right}{after}"
+    assert answer(text) == answer_in_full(text)
+
+
+@given(st.text())
+def test_the_fast_path_answers_any_text_as_the_general_path(text: str) -> None:
+    assert answer(text) == answer_in_full(text)
+
+
+@pytest.mark.parametrize(
+    ("number", "text"), [(math.inf, "inf"), (-math.inf, "-inf"), (math.nan, "nan")]
+)
+def test_a_result_with_no_digits_gets_no_point_zero(number: float, text: str) -> None:
+    # No answer shows these (calculate() refuses them), but the rule covers every float.
+    assert format_result(number) == text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 
 from labproto.lines import LineProtocol, LineServerFactory, describe_peer, line_too_long
 
@@ -322,3 +325,76 @@ def test_any_chunking_of_any_lines_follows_the_framing_rules(
         protocol.dataReceived(data[start:end])
         assert len(protocol._buffer) <= max_line + 1
     assert transport.value() == expected_transcript(data, max_line)
+
+
+# On a real TCP connection (here one end of a socket pair, with a reactor that
+# never runs), an answer goes out at once when its line is the last one read:
+# see labproto.writenow.
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[Echo, tcp.Connection, socket.socket]]:
+    """An Echo service on a Twisted TCP connection, and the socket of its peer."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    protocol = EchoFactory(MAX_LINE).buildProtocol(PEER)
+    connection = tcp.Connection(ours, protocol, MemoryReactor())
+    connection.connected = True
+    protocol.makeConnection(connection)
+    yield protocol, connection, theirs
+    ours.close()
+    theirs.close()
+
+
+def received(peer: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunks.append(peer.recv(1 << 20))
+        except BlockingIOError:
+            return b"".join(chunks)
+
+
+def test_the_answer_to_a_lone_line_goes_out_at_once(socket_pair) -> None:
+    protocol, connection, peer = socket_pair
+    protocol.dataReceived(b"one\n")
+    assert received(peer) == b"got 'one'\r\n"
+    protocol.dataReceived(b"tw")
+    protocol.dataReceived(b"o\r\n")
+    assert received(peer) == b"got 'two'\r\n"
+    assert not connection.dataBuffer and not connection._tempDataBuffer
+
+
+def test_the_answers_to_the_lines_of_one_chunk_go_out_together_in_order(socket_pair) -> None:
+    protocol, connection, peer = socket_pair
+    protocol.dataReceived(b"one\ntwo\nthree\n")
+    assert received(peer) == b""  # All of them wait for the reactor, in one send.
+    connection.doWrite()
+    assert received(peer) == b"got 'one'\r\ngot 'two'\r\ngot 'three'\r\n"
+
+
+def test_the_lines_after_a_too_long_line_are_answered_after_its_error(socket_pair) -> None:
+    protocol, connection, peer = socket_pair
+    protocol.dataReceived(b"x" * 40 + b"\nafter\n")
+    assert received(peer) == b""  # Both wait for the reactor, in one send.
+    connection.doWrite()
+    assert received(peer) == TOO_LONG + b"got 'after'\r\n"
+    protocol.dataReceived(b"y" * 40 + b"\n")
+    assert received(peer) == TOO_LONG
+
+
+def test_an_answer_goes_out_after_those_waiting_for_the_reactor(socket_pair) -> None:
+    protocol, connection, peer = socket_pair
+    protocol.dataReceived(b"one\ntwo\n")
+    protocol.dataReceived(b"three\n")
+    connection.doWrite()
+    assert received(peer) == b"got 'one'\r\ngot 'two'\r\ngot 'three'\r\n"
+
+
+def test_the_answer_before_hanging_up_is_sent_before_the_close(socket_pair) -> None:
+    protocol, connection, peer = socket_pair
+    protocol.dataReceived(b"bye\n")
+    protocol.hang_up()
+    assert received(peer) == b"got 'bye'\r\n"
+    assert connection.disconnecting

@@ -21,7 +21,7 @@ from labproto.chat.limits import UserLimits
 from labproto.chat.room import ChatRoom
 from labproto.chat.session import ChatSession, IChatConnection
 from labproto.lines import LineProtocol, LineServerFactory
-from labproto.writenow import can_write_now, write_now
+from labproto.writenow import write_now
 
 # What a Twisted connection holds unsent before it pauses its producer: the
 # bufferSize of twisted.internet.abstract.FileDescriptor.
@@ -55,15 +55,12 @@ class ChatProtocol(LineProtocol):
     _cut_off = False
     _lost_reason = wire.CONNECTION_LOST
     _closing_deadline: IDelayedCall | None = None
-    # Whether lines go straight to the socket when nothing waits (see labproto.writenow).
-    _writes_now = False
 
     def connectionMade(self) -> None:
         # A chat line should leave at once, not wait for the acknowledgement
         # of the one before (Nagle's algorithm against delayed ACKs: 40 ms).
         with contextlib.suppress(AttributeError, OSError):  # UNIX sockets have no Nagle
             cast(ITCPTransport, self.transport).setTcpNoDelay(True)
-        self._writes_now = can_write_now(self.transport)
         factory = self.factory
         self.session = ChatSession(
             factory.room, self, self.peer(), factory.limits, factory.clock
@@ -98,7 +95,8 @@ class ChatProtocol(LineProtocol):
 
     def send(self, line: bytes) -> None:
         if not self._output_paused:
-            if self._writes_now:
+            # Straight to the socket when nothing waits (see labproto.writenow).
+            if self._can_write_now:
                 write_now(cast(tcp.Connection, self.transport), line)
             else:
                 assert self.transport is not None
