@@ -39,6 +39,8 @@ def write_now(transport: tcp.Connection, data: bytes) -> None:
         transport.connected
         and not transport.disconnecting
         and not transport._writeDisconnecting
+        # abortConnection() leaves disconnecting alone: nothing may follow it.
+        and not transport._aborting
         # Twisted's buffer is dataBuffer from offset on, then _tempDataBuffer:
         # bytes waiting there must go first.
         and not transport._tempDataBuffer

@@ -493,3 +493,22 @@ def test_a_connection_without_nagle_to_turn_off_is_served_as_well() -> None:
     server = Server()
     client = server.connect()
     assert client.heard() == PROMPT
+
+
+def test_paused_readers_that_drop_in_one_turn_both_leave_and_the_room_goes_on() -> None:
+    alice, bob, carol = slow_room()
+    bob.protocol.pauseProducing()
+    carol.protocol.pauseProducing()
+    # One turn: a message is held, then both connections are lost; each
+    # leaving member is handed what it has waiting, which nothing can send.
+    alice.protocol.dataReceived(b"hello\r\n")
+    bob.protocol.connectionLost(Failure(ConnectionLost()))
+    carol.protocol.connectionLost(Failure(ConnectionLost()))
+    alice.clock.advance(0)
+    assert alice.heard() == (
+        b"<alice> hello\r\n* bob left (connection lost)\r\n* carol left (connection lost)\r\n"
+    )
+    room = alice.protocol.factory.room
+    assert (room.find("bob"), room.find("carol"), len(room)) == (None, None, 1)
+    alice.sends(b"still here\r\n")
+    assert alice.heard() == b"<alice> still here\r\n"

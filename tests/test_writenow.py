@@ -89,3 +89,10 @@ def test_only_a_plain_tcp_connection_can_be_written_at_once(pair) -> None:
     assert not can_write_now(StringTransport())
     connection.TLS = True
     assert not can_write_now(connection)
+
+
+def test_an_aborted_connection_sends_nothing_more(pair) -> None:
+    connection, peer, _ = pair
+    connection._aborting = True
+    write_now(connection, b"after the abort\r\n")
+    assert received(peer) == b""

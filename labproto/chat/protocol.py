@@ -91,6 +91,9 @@ class ChatProtocol(LineProtocol):
         if self._closing_deadline is not None and self._closing_deadline.active():
             self._closing_deadline.cancel()
         self._backlog = None
+        # Nothing can be sent any more: what the room still hands this
+        # member as it leaves (its catch-up) is dropped, not queued.
+        self._output_paused = self._cut_off = True
         self.session.connection_lost(self._lost_reason)
 
     def send(self, line: bytes) -> None:

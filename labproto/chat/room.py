@@ -161,10 +161,10 @@ class ChatRoom:
         name = member.name
         if self._members.get(name_key(name)) is not member:
             return
+        del self._members[name_key(name)]
         # What was said while the member was here is still theirs to read.
         self._catch_up(member)
         self._starts.pop(member, None)
-        del self._members[name_key(name)]
         self.log.info("{name} left ({reason})", name=name, reason=reason)
         # At shutdown everyone leaves at once: telling each about all the
         # others would cost the square of the room's size, and say nothing.
