@@ -53,7 +53,7 @@ class User:
 
     __slots__ = (
         "index", "name", "sock", "fd", "stage", "pending", "tail", "outbox",
-        "observer", "sender", "received", "in_flight", "sent", "last_line", "tag",
+        "observer", "sender", "received", "in_flight", "sent", "last_line", "tag", "heard",
     )
 
     def __init__(self, index: int, sock: socket.socket, observer: bool, sender: bool) -> None:
@@ -74,6 +74,8 @@ class User:
         self.in_flight = 0
         self.sent = 0
         self.last_line = b""
+        # An observer's last sequence number heard from each sender.
+        self.heard: dict[int, int] = {}
         # What starts each of its lines as the server relays them: "<u00012> m 12 ".
         self.tag = b"<%s> m %d " % (self.name, index)
 
@@ -249,14 +251,25 @@ class ChatLoad:
         lines = (user.pending + data).split(b"\n")
         user.pending = lines.pop()
         user.received += len(lines)
-        latencies = self.latencies
+        latencies, heard = self.latencies, user.heard
         for line in lines:
             # "<u00012> m SENDER SEQUENCE SENT_NS padding"
             fields = line.split(b" ", 5)
             if len(fields) < 5 or fields[1] != b"m":
                 raise BenchmarkFailed(f"{user.name.decode()} received an unexpected line {line!r}")
             latencies.append((now - int(fields[4])) / 1e6)
-            if int(fields[2]) == user.index:
+            sender, sequence = int(fields[2]), int(fields[3])
+            # Each sender's lines must come one after the other, none missing
+            # and none twice: a count of lines alone would miss a loss that a
+            # duplicate made up for.
+            expected = heard.get(sender, -1) + 1
+            if sequence != expected:
+                raise BenchmarkFailed(
+                    f"{user.name.decode()} received line {sequence} of u{sender:05d} "
+                    f"where line {expected} should have come"
+                )
+            heard[sender] = sequence
+            if sender == user.index:
                 user.in_flight -= 1
 
     def write(self, user: User, data: bytes) -> None:

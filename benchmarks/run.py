@@ -175,6 +175,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def rotated(items: Sequence[Any], by: int) -> list[Any]:
     """items, starting at a different one each round, so that none always runs first."""
+    if not items:
+        return []
     by %= len(items)
     return [*items[by:], *items[:by]]
 
@@ -182,9 +184,16 @@ def rotated(items: Sequence[Any], by: int) -> list[Any]:
 def median_ratio(
     results: dict[tuple[str, int], list[Result]], figure: str, ours: str, theirs: str, users: int
 ) -> float | None:
-    """The median over rounds of ours' figure over theirs', round by round."""
-    pairs = zip(results.get((ours, users), []), results.get((theirs, users), []), strict=False)
-    ratios = [a[figure] / b[figure] for a, b in pairs if b.get(figure)]
+    """The median over rounds of ours' figure over theirs', round by round.
+
+    A round where either run failed has no ratio.
+    """
+    theirs_by_round = {row["round"]: row for row in results.get((theirs, users), [])}
+    ratios = [
+        row[figure] / theirs_by_round[row["round"]][figure]
+        for row in results.get((ours, users), [])
+        if theirs_by_round.get(row["round"], {}).get(figure)
+    ]
     return statistics.median(ratios) if ratios else None
 
 
@@ -251,7 +260,11 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
                              "--seconds", str(options.seconds)]
             else:
                 generator = chat_load(users, options)
-            result = bench.measure(server, users, generator)
+            try:
+                result = bench.measure(server, users, generator)
+            except (RunFailed, subprocess.TimeoutExpired) as e:
+                result = {"server": name, "users": users, "error": str(e), "server_log": ""}
+            result["round"] = round_number
             say(f"  {one_line(result)}")
             if result.get("error"):
                 failed.append(result)
@@ -262,14 +275,17 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
     idle: Result | None = None
     if "idle" in options.only:
         say(f"idle room: {options.idle_users} users")
-        idle = bench.measure(
-            SERVERS["labchat"],
-            options.idle_users,
-            chat_load(
-                options.idle_users, options, "--senders", "1", "--lines", "1",
-                "--login-concurrency", "256",
-            ),
-        )
+        try:
+            idle = bench.measure(
+                SERVERS["labchat"],
+                options.idle_users,
+                chat_load(
+                    options.idle_users, options, "--senders", "1", "--lines", "1",
+                    "--login-concurrency", "256",
+                ),
+            )
+        except (RunFailed, subprocess.TimeoutExpired) as e:
+            idle = {"server": "labchat", "error": str(e), "server_log": ""}
         say(f"  {one_line(idle)}")
         if idle.get("error"):
             failed.append(idle)
@@ -355,8 +371,10 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
     if chat:
         out += [
             "Chat fan-out: 10 senders, 64-byte lines, 8 in flight each; medians over rounds",
+            "(gen CPU: the share of its core the load generator used; from 0.95 up, the rate"
+            " is the generator's limit)",
             f"{'server':<14} {'users':>6} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'CPU us/delivery':>16} {'lost':>5}",
+            f"{'CPU us/delivery':>16} {'gen CPU':>8}",
         ]
         for (name, users), rows in sorted(chat.items(), key=lambda item: (item[0][1], item[0][0])):
             out.append(
@@ -364,9 +382,10 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
                 f"{median_of(rows, 'latency_p50_ms'):>8.2f} "
                 f"{median_of(rows, 'latency_p99_ms'):>8.2f} "
                 f"{median_of(rows, 'server_cpu_us_per_delivery'):>16.3f} "
-                f"{sum(row['lost'] for row in rows):>5}"
+                f"{median_of(rows, 'generator_cpu_share'):>8.2f}"
             )
-        out.append("")
+        measured = sum(len(rows) for rows in chat.values())
+        out += [f"Lines lost or out of order: none in {measured} measurements.", ""]
     if other:
         out.append(f"{'server':<14} {'per second':>12} {'CPU us each':>12} {'lost/bad':>9}")
         for (name, _), rows in sorted(other.items()):
@@ -392,6 +411,13 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
             f"lost {idle['lost']}",
             "",
         ]
+    if figures["failed"]:
+        out.append("FAILED (left out of the figures above):")
+        out += [
+            f"  round {row.get('round', 0) + 1}: {row['server']}: {row['error']}"
+            for row in figures["failed"]
+        ]
+        out.append("")
     out.append("Targets (median of the per-round ratios)")
     out += [target.row() for target in targets(figures, options.ratio_users)]
     return "\n".join(out) + "\n"
@@ -506,11 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text, flush=True)
 
     about = machine()
-    try:
-        figures = run(options, say)
-    except (RunFailed, subprocess.TimeoutExpired) as e:
-        print(f"benchmark failed: {e}", file=sys.stderr)
-        return 1
+    figures = run(options, say)
     text = summary(figures, options, about)
     (options.out / "summary.txt").write_text(text)
     raw = {

@@ -7,6 +7,7 @@ speed is what the benchmark itself reports (docs/benchmarks.rst).
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from support.bench import assert_failed, generate, measured
 from support.processes import TCP_LISTENING, ServerProcess, tcp_server
 
-from benchmarks import run
+from benchmarks import chatload, run
 
 Start = Callable[..., ServerProcess]
 USERS = 6
@@ -101,6 +102,7 @@ def test_the_runner_measures_everything_once_and_writes_its_results(tmp_path: Pa
     for server in ("udptime", "twisted-time", "labcalc", "twisted-calc"):
         assert f"\n{server:<14} " in summary
     assert "one message reached 20 of 20 users, lost 0" in summary
+    assert "Lines lost or out of order: none in 3 measurements." in summary
     assert "NOT pinned" in summary
     verdicts = [line.split()[-1] for line in summary.split("Targets")[1].splitlines()[1:]]
     assert len(verdicts) == 5 and set(verdicts) <= {"met", "MISSED"}, summary
@@ -118,19 +120,22 @@ def test_the_runner_refuses_an_unknown_part() -> None:
     assert "--only takes chat, idle, udptime, labcalc, not dns" in done.stderr
 
 
-def result(server: str, users: int, rate: float, cpu: float) -> dict[str, Any]:
-    return {
-        "server": server, "users": users, "deliveries_per_second": rate,
-        "server_cpu_us_per_delivery": cpu, "latency_p50_ms": 1.0, "latency_p99_ms": 2.0,
-        "lost": 0,
-    }  # fmt: skip
+def results(server: str, rates: list[float], cpu: float) -> list[dict[str, Any]]:
+    """One chat result per round, at 100 users, with these rates."""
+    return [
+        {
+            "server": server, "users": 100, "round": number, "deliveries_per_second": rate,
+            "server_cpu_us_per_delivery": cpu, "latency_p50_ms": 1.0, "latency_p99_ms": 2.0,
+        }  # fmt: skip
+        for number, rate in enumerate(rates)
+    ]
 
 
 def test_targets_quote_the_median_of_the_per_round_ratios() -> None:
     chat = {
-        ("labchat", 100): [result("labchat", 100, r, 1) for r in (300, 100, 500)],
-        ("twisted-chat", 100): [result("twisted-chat", 100, r, 2) for r in (100, 100, 100)],
-        ("threaded-chat", 100): [result("threaded-chat", 100, r, 2) for r in (100, 20, 200)],
+        ("labchat", 100): results("labchat", [300, 100, 500], 1),
+        ("twisted-chat", 100): results("twisted-chat", [100, 100, 100], 2),
+        ("threaded-chat", 100): results("threaded-chat", [100, 20, 200], 2),
     }
     figures = {"chat": chat, "other": {}, "idle": None, "failed": []}
     rows = {target.what: target for target in run.targets(figures, [100])}
@@ -150,3 +155,27 @@ def test_targets_quote_the_median_of_the_per_round_ratios() -> None:
 def test_a_missed_target_says_so() -> None:
     target = run.Target("labcalc requests/s", 0.9, 1.0, at_least=True)
     assert target.row().endswith("0.90  MISSED")
+
+
+def test_a_round_where_one_side_failed_gives_no_ratio() -> None:
+    labchat = results("labchat", [300, 100, 500], 1)
+    twisted = results("twisted-chat", [100, 100, 100], 1)
+    del twisted[1]  # round 1 failed: labchat's 100 must not meet twisted's round 2
+    chat = {("labchat", 100): labchat, ("twisted-chat", 100): twisted}
+    assert run.median_ratio(chat, "deliveries_per_second", "labchat", "twisted-chat", 100) == 4
+
+
+def test_rounds_start_at_a_different_run_each_time() -> None:
+    assert run.rotated(["a", "b", "c"], 4) == ["b", "c", "a"]
+    assert run.rotated([], 3) == []
+
+
+def test_an_observer_notices_a_line_missing_even_when_a_duplicate_makes_up_the_count() -> None:
+    load = chatload.ChatLoad(chatload.parse_arguments(["--port", "1", "--users", "2"]))
+    with socket.socket() as sock:
+        user = chatload.User(1, sock, observer=True, sender=False)
+        load.read_lines(user, b"<u00000> m 0 0 1 xx\r\n<u00000> m 0 1 1 xx\r\n")
+        with pytest.raises(chatload.BenchmarkFailed) as failed:
+            load.read_lines(user, b"<u00000> m 0 1 1 xx\r\n<u00000> m 0 3 1 xx\r\n")
+    load.close()
+    assert str(failed.value) == "u00001 received line 1 of u00000 where line 2 should have come"
