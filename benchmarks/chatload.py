@@ -3,7 +3,8 @@
 Drives any server that speaks the part of labchat's contract every chat
 server shares: a one-line prompt, a name, a one-line welcome, and then each
 message line relayed to every user, the sender included, as ``<name> text``.
-Join notices and other lines of the login phase are allowed and ignored.
+A user who has its welcome must hear every message sent after it. Join
+notices and other lines of the login phase are allowed and ignored.
 
 The run, all in this one process::
 

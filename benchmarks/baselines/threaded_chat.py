@@ -38,8 +38,10 @@ def serve_client(conn: socket.socket) -> None:
         name = reader.readline().decode("utf-8").strip()
         if not name:
             return
-        conn.sendall(f"Welcome {name}!\r\n".encode())
+        # Welcomed and in the room in one step: a client that has its welcome
+        # hears every message sent after it, and none before.
         with clients_lock:
+            conn.sendall(f"Welcome {name}!\r\n".encode())
             clients.append(conn)
         try:
             for line in reader:
