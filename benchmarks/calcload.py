@@ -52,7 +52,14 @@ import socket
 import time
 from typing import Any, NoReturn
 
-from benchmarks.measure import meter_for, raise_open_file_limit, report
+from benchmarks.measure import (
+    BenchmarkFailed,
+    generator_parser,
+    meter_for,
+    positive,
+    raise_open_file_limit,
+    report,
+)
 
 NAME = b"bench007"
 WELCOME = b"Welcome to labcalc. What's your name?"
@@ -68,29 +75,11 @@ PHASE_LIMIT = 10.0
 _READ_SIZE = 65536
 
 
-class BenchmarkFailed(Exception):
-    """The run could not measure what it was asked to; the message says why."""
-
-
-def positive(kind: type[int] | type[float]) -> Any:
-    """An argparse type: a number of kind greater than 0."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-        return value
-
-    return parse
-
-
 def arguments_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.calcload",
-        description=(
+    parser = generator_parser(
+        "calcload",
+        "TCP",
+        (
             "Closed-loop load on a labcalc server (or any server speaking its dialogue): "
             "--sessions connections log in as bench007, then each keeps one '12 + 42' request "
             "in flight for --seconds, then quits with q. Prints one JSON line: requests per "
@@ -98,26 +87,11 @@ def arguments_parser() -> argparse.ArgumentParser:
             "and its memory."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, required=True, help="server TCP port")
-    parser.add_argument(
-        "--server-pid",
-        type=int,
-        default=None,
-        help="pid of the server process, whose CPU time and memory are read from /proc "
-        "(without it those figures are 0)",
-    )
     parser.add_argument(
         "--sessions",
         type=positive(int),
         default=50,
         help="connections, each with one request in flight (default 50)",
-    )
-    parser.add_argument(
-        "--seconds",
-        type=positive(float),
-        default=2.0,
-        help="how long to send requests for (default 2)",
     )
     return parser
 

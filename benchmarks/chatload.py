@@ -40,13 +40,16 @@ import socket
 import time
 from typing import Any
 
-from benchmarks.measure import meter_for, percentile, raise_open_file_limit, report
+from benchmarks.measure import (
+    BenchmarkFailed,
+    generator_parser,
+    meter_for,
+    percentile,
+    raise_open_file_limit,
+    report,
+)
 
 _READ_SIZE = 256 * 1024
-
-
-class BenchmarkFailed(Exception):
-    """The run could not measure what it was asked to; the message says why."""
 
 
 class User:
@@ -401,18 +404,15 @@ class ChatLoad:
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.chatload",
-        description="Log N users into a labchat-style chat room, make S of them talk, and "
-        "report deliveries per second, latency, lost lines and the server's CPU and memory "
-        "as one JSON line.",
+    parser = generator_parser(
+        "chatload",
+        "TCP",
+        "Log N users into a labchat-style chat room, make S of them talk, and report "
+        "deliveries per second, latency, lost lines and the server's CPU and memory as one "
+        "JSON line.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--server-pid", type=int, help="read the server's CPU and memory")
     parser.add_argument("--users", type=int, default=100, help="users logged in (100)")
     parser.add_argument("--senders", type=int, default=10, help="users who send lines (10)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of load (2)")
     parser.add_argument(
         "--lines", type=int, default=0, help="lines per sender at most (0: until --seconds)"
     )

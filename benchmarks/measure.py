@@ -7,6 +7,7 @@ load is counted, not the server's start or the logins before it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -90,3 +91,43 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
         return 0.0
     rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]
+
+
+class BenchmarkFailed(Exception):
+    """A generator could not measure what it was asked to; the message says why."""
+
+
+def positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number of kind greater than 0."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    return parse
+
+
+def generator_parser(module: str, transport: str, description: str) -> argparse.ArgumentParser:
+    """The options every load generator takes: where the server is, its pid, how long."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=description)
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, required=True, help=f"server {transport} port")
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="pid of the server process, whose CPU time and memory are read from /proc "
+        "(without it those figures are 0)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=positive(float),
+        default=2.0,
+        help="how long to send for (default 2)",
+    )
+    return parser

@@ -39,7 +39,14 @@ import socket
 import time
 from typing import Any
 
-from benchmarks.measure import meter_for, raise_open_file_limit, report
+from benchmarks.measure import (
+    BenchmarkFailed,
+    generator_parser,
+    meter_for,
+    positive,
+    raise_open_file_limit,
+    report,
+)
 
 REQUEST = b"SEND_TIME"
 # An answer is a time; the seed's format, and the default of udptime and the baseline.
@@ -49,55 +56,22 @@ NO_ANSWER_LIMIT = 5.0
 _READ_SIZE = 2048
 
 
-class BenchmarkFailed(Exception):
-    """The run could not measure what it was asked to; the message says why."""
-
-
-def positive(kind: type[int] | type[float]) -> Any:
-    """An argparse type: a number of kind greater than 0."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-        return value
-
-    return parse
-
-
 def arguments_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.timeload",
-        description=(
+    parser = generator_parser(
+        "timeload",
+        "UDP",
+        (
             "Closed-loop load on a udptime server (or any server answering SEND_TIME with "
             "HH:MM:SS): --clients sockets, each with one request outstanding, for --seconds. "
             "Prints one JSON line: answers per second, lost requests, bad answers and, with "
             "--server-pid, the server's CPU time per answer and its memory."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, required=True, help="server UDP port")
-    parser.add_argument(
-        "--server-pid",
-        type=int,
-        default=None,
-        help="pid of the server process, whose CPU time and memory are read from /proc "
-        "(without it those figures are 0)",
-    )
     parser.add_argument(
         "--clients",
         type=positive(int),
         default=16,
         help="UDP sockets, each with one request outstanding (default 16)",
-    )
-    parser.add_argument(
-        "--seconds",
-        type=positive(float),
-        default=2.0,
-        help="how long to send requests for (default 2)",
     )
     parser.add_argument(
         "--timeout",

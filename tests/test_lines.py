@@ -9,9 +9,10 @@ from itertools import pairwise
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.sockets import connection_on_a_socket_pair, received
 from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import StringTransport
 
 from labproto.lines import LineProtocol, LineServerFactory, describe_peer, line_too_long
 
@@ -335,25 +336,10 @@ def test_any_chunking_of_any_lines_follows_the_framing_rules(
 @pytest.fixture
 def socket_pair() -> Iterator[tuple[Echo, tcp.Connection, socket.socket]]:
     """An Echo service on a Twisted TCP connection, and the socket of its peer."""
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    theirs.setblocking(False)
     protocol = EchoFactory(MAX_LINE).buildProtocol(PEER)
-    connection = tcp.Connection(ours, protocol, MemoryReactor())
-    connection.connected = True
-    protocol.makeConnection(connection)
-    yield protocol, connection, theirs
-    ours.close()
-    theirs.close()
-
-
-def received(peer: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunks.append(peer.recv(1 << 20))
-        except BlockingIOError:
-            return b"".join(chunks)
+    with connection_on_a_socket_pair(protocol) as (connection, peer, _):
+        protocol.makeConnection(connection)
+        yield protocol, connection, peer
 
 
 def test_the_answer_to_a_lone_line_goes_out_at_once(socket_pair) -> None:

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from support.sockets import connection_on_a_socket_pair, received
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
@@ -16,25 +17,8 @@ from labproto.writenow import can_write_now, write_now
 @pytest.fixture
 def pair() -> Iterator[tuple[tcp.Connection, socket.socket, MemoryReactor]]:
     """A Twisted TCP connection on one end of a socket pair, the plain socket on the other."""
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    theirs.setblocking(False)
-    reactor = MemoryReactor()
-    connection = tcp.Connection(ours, Protocol(), reactor)
-    connection.connected = True
-    yield connection, theirs, reactor
-    ours.close()
-    theirs.close()
-
-
-def received(peer: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = peer.recv(1 << 20)
-        except BlockingIOError:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    with connection_on_a_socket_pair(Protocol()) as pair:
+        yield pair
 
 
 def test_a_connection_with_nothing_waiting_sends_at_once_without_the_reactor(pair) -> None:
