@@ -27,16 +27,13 @@ failure to compute is the bare line ``ERROR``. Run it with::
 
 from __future__ import annotations
 
-import argparse
 import operator
-import signal
-import sys
 from collections.abc import Callable
-from typing import Any
 
-from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
+
+from benchmarks.baselines import TCP_BACKLOG, run
 
 WELCOME = b"Welcome to labcalc. What's your name?"
 SESSION_ENDED = b"Session ended"
@@ -89,33 +86,15 @@ class MinimalCalculatorFactory(Factory):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.baselines.twisted_calc",
-        description="The minimal Twisted LineReceiver calculator, a baseline for labcalc.",
+    run(
+        "twisted_calc",
+        "The minimal Twisted LineReceiver calculator, a baseline for labcalc.",
+        "TCP",
+        lambda reactor, port, host: reactor.listenTCP(
+            port, MinimalCalculatorFactory(), backlog=TCP_BACKLOG, interface=host
+        ),
+        argv,
     )
-    parser.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
-    parser.add_argument("--host", default="127.0.0.1", help="local address (default 127.0.0.1)")
-    arguments = parser.parse_args(argv)
-
-    from twisted.internet import reactor as installed
-
-    # Typed as any reactor: one that listens, runs and stops.
-    reactor: Any = installed
-    try:
-        port = reactor.listenTCP(
-            arguments.port, MinimalCalculatorFactory(), interface=arguments.host
-        )
-    except CannotListenError as e:
-        print(
-            f"cannot listen on TCP {arguments.host}:{arguments.port}: {e.socketError}",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-    print(f"listening on {port.getHost().port}", flush=True)
-    # The reactor stops cleanly on SIGTERM, and on Ctrl-C unless SIGINT was
-    # ignored when this process started (a shell's background job): hear it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    reactor.run()
 
 
 if __name__ == "__main__":

@@ -14,14 +14,10 @@ line per message. Not for use: it exists to be measured against.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import Any
-
-from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
-from twisted.python.failure import Failure
+
+from benchmarks.baselines import TCP_BACKLOG, run
 
 
 class Chat(LineReceiver):
@@ -66,29 +62,16 @@ class ChatFactory(Factory):
         return Chat(self.users)
 
 
-def main() -> None:
-    from twisted.internet import reactor as installed
-
-    # Typed as any reactor: one that listens, runs and stops.
-    reactor: Any = installed
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=43389)
-    parser.add_argument("--host", default="127.0.0.1")
-    options = parser.parse_args()
-    # The backlog of labchat's listening socket, so that logins compare alike.
-    endpoint = endpoints.TCP4ServerEndpoint(
-        reactor, options.port, backlog=1024, interface=options.host
+def main(argv: list[str] | None = None) -> None:
+    run(
+        "twisted_chat",
+        __doc__.splitlines()[0],
+        "TCP",
+        lambda reactor, port, host: reactor.listenTCP(
+            port, ChatFactory(), backlog=TCP_BACKLOG, interface=host
+        ),
+        argv,
     )
-
-    def listening(port: Any) -> None:
-        print(f"listening on {port.getHost().port}", flush=True)
-
-    def failed(failure: Failure) -> None:
-        print(f"cannot listen: {failure.getErrorMessage()}", file=sys.stderr)
-        reactor.stop()
-
-    endpoint.listen(ChatFactory()).addCallbacks(listening, failed)
-    reactor.run()
 
 
 if __name__ == "__main__":

@@ -15,14 +15,11 @@ twistd plugin machinery. Run it with::
 
 from __future__ import annotations
 
-import argparse
-import signal
-import sys
 import time
-from typing import Any
 
-from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
+
+from benchmarks.baselines import run
 
 
 class MinimalTimeProtocol(DatagramProtocol):
@@ -43,31 +40,13 @@ class MinimalTimeProtocol(DatagramProtocol):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.baselines.twisted_time",
-        description="The minimal Twisted UDP time server, a baseline for udptime.",
+    run(
+        "twisted_time",
+        "The minimal Twisted UDP time server, a baseline for udptime.",
+        "UDP",
+        lambda reactor, port, host: reactor.listenUDP(port, MinimalTimeProtocol(), interface=host),
+        argv,
     )
-    parser.add_argument("--port", type=int, required=True, help="UDP port (0: any free port)")
-    parser.add_argument("--host", default="127.0.0.1", help="local address (default 127.0.0.1)")
-    arguments = parser.parse_args(argv)
-
-    from twisted.internet import reactor as installed
-
-    # Typed as any reactor: one that listens, runs and stops.
-    reactor: Any = installed
-    try:
-        port = reactor.listenUDP(arguments.port, MinimalTimeProtocol(), interface=arguments.host)
-    except CannotListenError as e:
-        print(
-            f"cannot listen on UDP {arguments.host}:{arguments.port}: {e.socketError}",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-    print(f"listening on {port.getHost().port}", flush=True)
-    # The reactor stops cleanly on SIGTERM, and on Ctrl-C unless SIGINT was
-    # ignored when this process started (a shell's background job): hear it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    reactor.run()
 
 
 if __name__ == "__main__":
