@@ -14,13 +14,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from labproto.chat.limits import UserLimits
-from labproto.chat.protocol import (
-    CLOSING_GRACE,
-    UNSENT_WHEN_PAUSED,
-    ChatFactory,
-    ChatProtocol,
-)
+from labproto.chat.protocol import CLOSING_GRACE, ChatFactory, ChatProtocol
 from labproto.chat.room import ChatRoom
+from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
 from labproto.chat.session import Stage
 
 PROMPT = b"Welcome to labchat! Please enter your name:\r\n"

@@ -31,6 +31,8 @@ HELP = (
 class FakeConnection:
     """A connection that records each line sent on it, and whether it was closed or aborted."""
 
+    kind = "tcp"
+
     def __init__(self) -> None:
         self.lines: list[bytes] = []
         self.closed = False
@@ -103,6 +105,8 @@ class Lab:
 @implementer(IChatMember)
 class FakeMember:
     """A member of the room that records every bytes object the room hands it."""
+
+    kind = "tcp"
 
     def __init__(self, peer: str) -> None:
         self.name: str | None = None

@@ -17,7 +17,7 @@ has waiting (see tell()).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
 from labproto.chat import wire
+from labproto.chat.figures import RoomFigures
 from labproto.chat.names import name_key, sort_names
 from labproto.lines import SERVER_LINE_END
 from labproto.text import printable
@@ -44,6 +45,7 @@ class IChatMember(Interface):
 
     name = Attribute("The name the member logged in with, or None before; the room sets it.")
     peer = Attribute("Where the member connects from, for the log: ``('10.0.0.7', 5000)``.")
+    kind = Attribute("What carries the member's lines, as /metrics counts it: 'tcp', 'websocket'.")
 
     def deliver(line: bytes) -> None:  # noqa: N805 (zope interfaces have no self)
         """Send one line, UTF-8 ending with CRLF, as it is.
@@ -83,6 +85,7 @@ class ChatRoom:
         self.max_users = max_users
         # Whether each message is logged; joins, leaves and renames always are.
         self.quiet = quiet
+        self.figures = RoomFigures()
         self._members: dict[str, IChatMember] = {}
         self._present: set[IChatMember] = set()
         self._closing = False
@@ -124,6 +127,10 @@ class ChatRoom:
         if not self._present:
             self._stop_waiting()
 
+    def members(self) -> Collection[IChatMember]:
+        """Everyone logged in, in no particular order."""
+        return self._members.values()
+
     def find(self, name: str) -> IChatMember | None:
         """The member logged in as name, in any case, or None."""
         return self._members.get(name_key(name))
@@ -149,6 +156,8 @@ class ChatRoom:
             # Nothing said before the join is for the newcomer.
             self._starts[member] = len(self._held_lines)
         self.log.info("{name} joined from {peer}", name=name, peer=member.peer)
+        self.figures.logins[member.kind] += 1
+        self.figures.deliveries += 1
         count = len(self._members)
         # A join costs no sorting once the welcome line no longer lists names.
         names = self.sorted_names() if count <= wire.NAMES_PER_LINE else []
@@ -188,6 +197,7 @@ class ChatRoom:
     def say(self, member: IChatMember, text: str) -> None:
         """Relay member's message, already cleaned, to everyone, member included."""
         line = wire.said(member.name, text)
+        self.figures.lines_relayed += 1
         if not self.quiet:
             self.log.info("{line}", line=printable(line))
         self.broadcast(line)
@@ -195,6 +205,7 @@ class ChatRoom:
     def act(self, member: IChatMember, text: str) -> None:
         """Relay member's /me action, already cleaned, to everyone."""
         line = wire.action(member.name, text)
+        self.figures.lines_relayed += 1
         if not self.quiet:
             self.log.info("{line}", line=printable(line))
         self.broadcast(line)
@@ -207,6 +218,7 @@ class ChatRoom:
         recipient = self.find(recipient_name)
         if recipient is None:
             return wire.no_such_user(recipient_name)
+        self.figures.lines_relayed += 1
         self.tell(recipient, encode_line(wire.whispered(sender.name, text)))
         self.tell(sender, encode_line(wire.whisper_sent(recipient.name, text)))
         if not self.quiet:
@@ -221,6 +233,7 @@ class ChatRoom:
         """Send one encoded line to member alone, after the broadcasts it has waiting."""
         if self._held_lines and self._is_member(member):
             self._catch_up(member)
+        self.figures.deliveries += 1
         member.deliver(line)
 
     def _is_member(self, member: IChatMember) -> bool:
@@ -232,6 +245,9 @@ class ChatRoom:
     def broadcast(self, text: str, exclude: IChatMember | None = None) -> None:
         """Send one line to every user but exclude, encoded once: the same bytes to all."""
         line = encode_line(text)
+        self.figures.deliveries += len(self._members) - (
+            exclude is not None and self._is_member(exclude)
+        )
         if self._release_call is not None:
             if exclude is not None:
                 self._catch_up(exclude)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
-from labproto.chat import wire
+from labproto.chat import figures, wire
 from labproto.chat.commands import split_command, split_word
 from labproto.chat.limits import TokenBucket, UserLimits
 from labproto.chat.names import parse_name
@@ -34,6 +34,8 @@ class IChatConnection(Interface):
 
     def abort() -> None:
         """Close the connection now, dropping whatever is still unsent."""
+
+    kind = Attribute("What carries the connection, as /metrics counts it: 'tcp', 'websocket'.")
 
 
 class Stage(enum.Enum):
@@ -64,6 +66,7 @@ class ChatSession:
         self.limits = limits
         self.clock = clock
         self.name: str | None = None
+        self.kind: str = connection.kind
         self.stage = Stage.LOGIN
         # Straight to the connection: every broadcast calls this once per user.
         self.deliver: Callable[[bytes], None] = connection.send
@@ -119,6 +122,8 @@ class ChatSession:
 
     def _leave(self, reason: str) -> None:
         self._stop_login_timer()
+        if self.stage is not Stage.GONE:
+            self.room.figures.disconnects[figures.disconnect_reason(reason)] += 1
         if self.stage is Stage.CHAT:
             self.room.leave(self, reason)
         elif self.stage is Stage.LOGIN:
@@ -135,6 +140,7 @@ class ChatSession:
 
     def _turn_away(self) -> None:
         self.log.info("Room full: turned away {peer}", peer=self.peer)
+        self.room.figures.disconnects[figures.ROOM_FULL] += 1
         self._finish(encode_line(wire.ROOM_FULL))
 
     def _log_in(self, text: str) -> None:
@@ -160,6 +166,7 @@ class ChatSession:
     def _login_timed_out(self) -> None:
         self._login_timer = None
         self.log.info("Login timed out: {peer}", peer=self.peer)
+        self.room.figures.disconnects[figures.LOGIN_TIMEOUT] += 1
         self._finish(encode_line(wire.LOGIN_TIMED_OUT))
 
     def _stop_login_timer(self) -> None:
@@ -201,6 +208,7 @@ class ChatSession:
                 burst=self.limits.burst,
                 rate=self.limits.rate,
             )
+        self.room.figures.flood_dropped += 1
         self.send_text(wire.SLOW_DOWN)
         return False
 
@@ -248,6 +256,7 @@ class ChatSession:
         assert self.name is not None
         self.send_text(wire.bye(self.name))
         self.stage = Stage.GONE
+        self.room.figures.disconnects[figures.QUIT] += 1
         self.room.leave(self, clean_message(rest) or wire.QUIT)
         self.connection.close()
 

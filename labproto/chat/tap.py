@@ -13,8 +13,9 @@ from twisted.python import usage
 
 from labproto import ports
 from labproto.chat import limits
-from labproto.chat.protocol import UNSENT_WHEN_PAUSED, ChatFactory
+from labproto.chat.protocol import ChatFactory
 from labproto.chat.room import DEFAULT_MAX_USERS, ChatRoom
+from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
 from labproto.tcpserver import TCPServerOptions, listening_parameters, tcp_service
 
 _SIZE = re.compile(r"([0-9]+)\s*(k|kib|m|mib)?", re.IGNORECASE)
