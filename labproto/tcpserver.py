@@ -78,19 +78,25 @@ class TCPServerOptions(usage.Options):
     optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
-        self["port"] = endpoint_description(self["port"])
-        try:
-            endpoints.serverFromString(_reactor(), self["port"])
-        except Exception as e:
-            # Twisted parses the description, and an ssl: one loads its key
-            # and certificate files, here: each can fail in its own way.
-            raise usage.UsageError(f"--port {self['port']!r} cannot be used: {e}") from None
+        self["port"] = checked_endpoint("port", self["port"])
         max_line = self["max-line"]
         if not re.fullmatch(r"[0-9]+", max_line) or not 1 <= int(max_line) <= MAX_LINE_LIMIT:
             raise usage.UsageError(
                 f"--max-line must be a number of bytes from 1 to {MAX_LINE_LIMIT}, not {max_line!r}"
             )
         self["max-line"] = int(max_line)
+
+
+def checked_endpoint(option: str, text: str) -> str:
+    """The endpoint description that option's value text stands for, once Twisted accepts it."""
+    description = endpoint_description(text)
+    try:
+        endpoints.serverFromString(_reactor(), description)
+    except Exception as e:
+        # Twisted parses the description, and an ssl: one loads its key
+        # and certificate files, here: each can fail in its own way.
+        raise usage.UsageError(f"--{option} {description!r} cannot be used: {e}") from None
+    return description
 
 
 def _reactor() -> Any:
@@ -150,13 +156,19 @@ def tcp_service(
 
     With --trace, every connection's bytes are logged under name (see labproto.trace).
     """
-    description = options["port"]
     if options["trace"]:
         factory = TracingFactory(factory, name)
+    top = service.MultiService()
+    endpoint_service(options["port"], factory, name, reactor).setServiceParent(top)
+    return top
+
+
+def endpoint_service(
+    description: str, factory: IProtocolFactory, name: str, reactor: Any = None
+) -> service.Service:
+    """Build the service that serves factory on the endpoint description, announced as name."""
     endpoint = endpoints.serverFromString(reactor or _reactor(), with_listen_backlog(description))
     server = StreamServerEndpointService(AnnouncedEndpoint(endpoint, description, name), factory)
     # Fail at start, with twistd's exit status, rather than log and serve nothing.
     server._raiseSynchronously = True
-    top = service.MultiService()
-    server.setServiceParent(top)
-    return top
+    return server

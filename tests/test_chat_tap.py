@@ -18,11 +18,14 @@ from twisted.internet.testing import (
 )
 from twisted.python import usage
 from twisted.python.failure import Failure
+from twisted.web.server import Site
 
 from labproto.chat import limits, tap
 from labproto.chat.limits import UserLimits, raise_open_file_limit
 from labproto.chat.protocol import ChatFactory, ChatProtocol
 from labproto.chat.room import ChatRoom
+from labproto.chat.web import MetricsPage
+from labproto.chat.websocket import ChatWebSocketResource
 
 SHUTTING_DOWN = b"* server shutting down\r\n"
 
@@ -438,3 +441,59 @@ def test_stop_finishes_at_once_when_every_connection_closes_at_once(logged) -> N
     stopped = room.stop()
     assert fired(stopped)
     assert "warn" not in logged.levels()
+
+
+# --web
+
+
+def web_parts(top: MultiService) -> tuple[Site, ChatFactory]:
+    """The site and the TCP factory of a makeService built with --web."""
+    room_service, web, listening = list(top)
+    assert isinstance(room_service, tap.ChatRoomService)
+    assert isinstance(web, StreamServerEndpointService)
+    assert isinstance(web.factory, Site)
+    (server,) = list(listening)
+    return web.factory, server.factory
+
+
+def test_the_web_site_is_off_unless_asked_for() -> None:
+    assert parsed()["web"] is None
+    made()
+
+
+def test_web_serves_the_page_the_room_and_its_figures_on_its_own_port(logged) -> None:
+    reactor = MemoryReactorClock()
+    top = tap.makeService(parsed("--web", "8080"), reactor)
+    site, factory = web_parts(top)
+    start(top)
+    assert [server[:2] for server in reactor.tcpServers] == [(8080, site), (43389, factory)]
+    assert "labchat web listening on TCP 0.0.0.0:8080" in logged.lines()
+    websocket = site.resource.getStaticEntity(b"ws")
+    assert isinstance(websocket, ChatWebSocketResource)
+    assert websocket._factory.room is factory.room
+    assert websocket._factory.limits == factory.limits
+    assert isinstance(site.resource.getStaticEntity(b"metrics"), MetricsPage)
+
+
+def test_web_origins_are_parsed_into_a_list() -> None:
+    options = parsed("--web", "8080", "--web-origin", "https://a.example.org, http://b.example:81")
+    assert options["web-origin"] == ["https://a.example.org", "http://b.example:81"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--web", "tcp:nope"], "--web 'tcp:nope' cannot be used: "),
+        (
+            ["--web", "8080", "--web-origin", "lab.example.org"],
+            "--web-origin takes origins such as https://lab.example.org:8443, or *, "
+            "not 'lab.example.org'",
+        ),
+        (
+            ["--web-origin", "https://lab.example.org"],
+            "--web-origin needs --web: there is no web page without it",
+        ),
+    ],
+)
+def test_a_bad_web_option_is_a_usage_error_naming_it(argv: list[str], message: str) -> None:
+    assert refusal(*argv).startswith(message)

@@ -70,6 +70,18 @@ def test_a_bad_value_is_refused_naming_labsuites_own_option(argv: list[str], mes
         parsed(*argv)
 
 
+def test_web_reaches_labchat_alone() -> None:
+    options = parsed("--web", "tcp:8080")
+    assert options.service_options["labchat"]["web"] == "tcp:8080"
+    assert options.service_options["labchat"]["web-origin"] == []
+    assert parsed().service_options["labchat"]["web"] is None
+
+
+def test_a_bad_web_endpoint_is_refused_naming_web() -> None:
+    with pytest.raises(usage.UsageError, match=re.escape("--web 'nope:1' cannot be used")):
+        parsed("--web", "nope:1")
+
+
 def test_the_suite_holds_two_udp_and_three_tcp_servers() -> None:
     top = suite_tap.makeService(parsed())
     leaves = leaf_services(top)

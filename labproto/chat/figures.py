@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 from labproto.chat import wire
 
+# What carries a user's lines, as /metrics labels it (IChatMember.kind).
+TCP = "tcp"
+WEBSOCKET = "websocket"
+TRANSPORTS = (TCP, WEBSOCKET)
+
 # Why a connection ended, as /metrics labels it.
 QUIT = "quit"
 CONNECTION_LOST = "connection_lost"

@@ -15,6 +15,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from labproto.chat import figures
 from labproto.chat.limits import UserLimits
 from labproto.chat.room import ChatRoom
 from labproto.chat.sendqueue import SendQueue
@@ -35,7 +36,7 @@ class ChatProtocol(SendQueue, LineProtocol):
 
     factory: ChatFactory
     session: ChatSession
-    kind = "tcp"
+    kind = figures.TCP
     _closing_deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:

@@ -1,4 +1,4 @@
-"""twistd wiring for labchat: ``twistd -n labchat [--port ENDPOINT] [limits] [--quiet]``."""
+"""twistd wiring for labchat: ``twistd -n labchat [--port ENDPOINT] [--web ENDPOINT] [limits]``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,19 @@ from twisted.python import usage
 
 from labproto import ports
 from labproto.chat import limits
+from labproto.chat.metrics import room_registry
 from labproto.chat.protocol import ChatFactory
 from labproto.chat.room import DEFAULT_MAX_USERS, ChatRoom
 from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
-from labproto.tcpserver import TCPServerOptions, listening_parameters, tcp_service
+from labproto.chat.web import web_site
+from labproto.chat.websocket import ChatWebSocketFactory, OriginPolicy, origin_key
+from labproto.tcpserver import (
+    TCPServerOptions,
+    checked_endpoint,
+    endpoint_service,
+    listening_parameters,
+    tcp_service,
+)
 
 _SIZE = re.compile(r"([0-9]+)\s*(k|kib|m|mib)?", re.IGNORECASE)
 _UNITS = {None: 1, "k": 1024, "kib": 1024, "m": 1024 * 1024, "mib": 1024 * 1024}
@@ -46,12 +55,14 @@ class Options(TCPServerOptions):
 
     synopsis = (
         "[--port N|ENDPOINT] [--max-line N] [--login-timeout S] [--burst N] [--rate N] "
-        "[--sendq BYTES] [--max-users N] [--quiet] [--trace]"
+        "[--sendq BYTES] [--max-users N] [--web ENDPOINT [--web-origin ORIGINS]] [--quiet]"
+        " [--trace]"
     )
     longdesc = (
         "The lab's TCP chat room: everyone who connects picks a name and talks to "
         "everyone else; /help lists the commands. Join it with: "
-        "labproto chat --host THIS-HOST (or nc THIS-HOST 43389)"
+        "labproto chat --host THIS-HOST (or nc THIS-HOST 43389). With --web tcp:8080, "
+        "browsers join the same room at http://THIS-HOST:8080/."
     )
     optFlags = [["quiet", "q", "Do not log each message (joins, leaves and renames still are)."]]
     optParameters = listening_parameters(ports.LABCHAT) + [
@@ -75,6 +86,21 @@ class Options(TCPServerOptions):
             "Output a user may leave unread (bytes, or with K or M) before being disconnected.",
         ],
         ["max-users", None, str(DEFAULT_MAX_USERS), "Users the room holds at once."],
+        [
+            "web",
+            None,
+            None,
+            "Also serve the chat page (/), its WebSocket (/ws) and the room's figures "
+            "(/metrics) on this port number or endpoint (tcp:8080; ssl:8443:privateKey=...: "
+            "https and wss). Off unless given.",
+        ],
+        [
+            "web-origin",
+            None,
+            "",
+            "Comma-separated origins (https://lab.example.org) whose pages may open the "
+            "WebSocket, or * for any; by default only the page's own origin.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -95,6 +121,18 @@ class Options(TCPServerOptions):
                 f"(bytes, or with K or M), not {self['sendq']!r}"
             )
         self["sendq"] = sendq
+        if self["web"] is not None:
+            self["web"] = checked_endpoint("web", self["web"])
+        origins = [origin.strip() for origin in self["web-origin"].split(",") if origin.strip()]
+        for origin in origins:
+            if origin != "*" and origin_key(origin) is None:
+                raise usage.UsageError(
+                    "--web-origin takes origins such as https://lab.example.org:8443, "
+                    f"or *, not {origin!r}"
+                )
+        if origins and self["web"] is None:
+            raise usage.UsageError("--web-origin needs --web: there is no web page without it")
+        self["web-origin"] = origins
 
     def user_limits(self) -> limits.UserLimits:
         """The per-user limits these options set."""
@@ -147,6 +185,14 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # Services stop in the reverse order of their start: the port stops
     # accepting first, so nobody joins the room while it says goodbye.
     ChatRoomService(room).setServiceParent(top)
-    factory = ChatFactory(room, options.user_limits(), clock)
+    user_limits = options.user_limits()
+    if options["web"] is not None:
+        # Listening before the TCP port, it stops after it: both stop taking
+        # users before the room says goodbye.
+        policy = OriginPolicy(options["web-origin"], secure=options["web"].startswith("ssl:"))
+        websockets = ChatWebSocketFactory(room, user_limits, clock, policy)
+        site = web_site(websockets, room_registry(room))
+        endpoint_service(options["web"], site, "labchat web", reactor).setServiceParent(top)
+    factory = ChatFactory(room, user_limits, clock)
     tcp_service(options, factory, "labchat", reactor).setServiceParent(top)
     return top

@@ -54,7 +54,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--echo-port N] [--time-port N] [--chat-port N|ENDPOINT] [--knock-port N|ENDPOINT]"
-        " [--calc-port N|ENDPOINT] [--interface ADDR] [--trace]"
+        " [--calc-port N|ENDPOINT] [--interface ADDR] [--web ENDPOINT] [--trace]"
     )
     longdesc = (
         "All five lab services in one process, each on its own default port: udpecho "
@@ -73,7 +73,14 @@ class Options(usage.Options):
             "",
             "Local address of the UDP services: empty for every IPv4 interface, "
             ":: for IPv6 and IPv4. (A TCP port takes tcp:N:interface=ADDR.)",
-        ]
+        ],
+        [
+            "web",
+            None,
+            None,
+            "Also serve labchat's web page, its WebSocket and /metrics on this port "
+            "or endpoint (tcp:8080); off unless given.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -84,6 +91,8 @@ class Options(usage.Options):
                 arguments += ["--interface", self["interface"]]
             if self["trace"]:
                 arguments.append("--trace")
+            if part.name == "labchat" and self["web"] is not None:
+                arguments += ["--web", self["web"]]
             service_options = part.tap.Options()
             try:
                 service_options.parseOptions(arguments)

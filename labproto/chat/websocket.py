@@ -1,0 +1,328 @@
+"""labchat over WebSocket: each connection one ChatSession, one text frame per line.
+
+The browser page (and websocat, or any script) is just another client of
+the line protocol: a text frame from the peer is one line typed, and each
+line the room sends is one text frame, without its CRLF. The session, the
+room and their limits are the ones a TCP user has; this module only adapts
+frames to lines, as labproto.chat.protocol adapts a byte stream.
+
+Autobahn parses the frames and checks that text is UTF-8 (failing the
+connection with close code 1007 when it is not); the outgoing frames are
+built here, once per broadcast, because the room hands every member the
+same bytes and autobahn's sendMessage would frame them again for each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.server import Request
+from txaio._common import _BatchedTimer
+from zope.interface import implementer
+
+from labproto.chat import figures
+from labproto.chat.limits import UserLimits
+from labproto.chat.room import ChatRoom
+from labproto.chat.sendqueue import SendQueue
+from labproto.chat.session import ChatSession, IChatConnection
+from labproto.lines import SERVER_LINE_END, describe_peer, line_too_long
+from labproto.text import decode_text, printable
+
+log = Logger()
+
+# RFC 6455 close codes.
+CLOSE_UNSUPPORTED_DATA = 1003
+# How long a closing WebSocket gets to deliver its last lines and finish the
+# closing handshake before it is cut, as a closing TCP connection does.
+CLOSING_GRACE = 10.0
+# A browser on a phone can vanish without a word: a ping that gets no pong
+# in time ends its connection, and its user leaves the room.
+PING_INTERVAL = 30.0
+PING_TIMEOUT = 30.0
+
+# The first byte of a text frame that is a whole message (FIN and opcode 1),
+# then the payload length in 7 bits, or 126 and 16 bits, or 127 and 64 bits.
+_TEXT_FRAME = 0x81
+_SHORT_HEADERS = [bytes((_TEXT_FRAME, length)) for length in range(126)]
+_HEADER_16 = bytes((_TEXT_FRAME, 126))
+_HEADER_64 = bytes((_TEXT_FRAME, 127))
+
+
+def text_frames(lines: bytes) -> bytes:
+    """Frame each CRLF-ended line of lines as one unmasked WebSocket text frame, without its CRLF.
+
+    The lines come from the room, which encodes text as UTF-8 and never
+    lets a CR or LF into a line, so each frame is valid text.
+    """
+    frames: list[bytes] = []
+    append = frames.append
+    for line in lines.split(SERVER_LINE_END)[:-1]:
+        length = len(line)
+        if length < 126:
+            append(_SHORT_HEADERS[length])
+        elif length < 65536:
+            append(_HEADER_16 + length.to_bytes(2, "big"))
+        else:
+            append(_HEADER_64 + length.to_bytes(8, "big"))
+        append(line)
+    return b"".join(frames)
+
+
+def origin_key(origin: str) -> tuple[str, str, int] | None:
+    """An origin (``https://lab.example.org:8443``) as (scheme, host, port), or None if not one."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    return scheme, parts.hostname.lower(), port
+
+
+def page_origin(host_header: str, secure: bool) -> tuple[str, str, int] | None:
+    """The origin of a page served under host_header (``lab.example.org:8080``) by this site."""
+    return origin_key(("https://" if secure else "http://") + host_header)
+
+
+class OriginPolicy:
+    """Which web pages may open a WebSocket to the room: --web-origin.
+
+    Without a list, only the page's own origin, so another site cannot
+    drive a visitor's browser into the room; ``*`` admits any. A handshake
+    without an Origin does not come from a browser page, and is admitted.
+    """
+
+    def __init__(self, allowed: Sequence[str] = (), secure: bool = False) -> None:
+        self.any = "*" in allowed
+        self.allowed = {key for key in map(origin_key, allowed) if key is not None}
+        self.secure = secure
+
+    def admits(self, origin: str | None, host_header: str) -> bool:
+        """Whether a handshake with this Origin header, for this Host header, may go on."""
+        if not origin or self.any:
+            return True
+        key = origin_key(origin)
+        if key is None:
+            return False
+        if self.allowed:
+            return key in self.allowed
+        return key == page_origin(host_header, self.secure)
+
+    def describe(self) -> str:
+        """The origins admitted, as the log says it."""
+        if self.any:
+            return "any origin"
+        if self.allowed:
+            return ", ".join(f"{scheme}://{host}:{port}" for scheme, host, port in self.allowed)
+        return "the page's own origin"
+
+
+@implementer(IChatConnection)
+class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore[misc]
+    """One WebSocket user: text frames in to its session as lines, the room's lines out as frames.
+
+    Its send queue is a TCP user's (labproto.chat.sendqueue): this protocol
+    is its transport's push producer, so a tab that stops reading is cut
+    off past --sendq, and reading from it pauses meanwhile.
+    """
+
+    factory: ChatWebSocketFactory
+    kind = figures.WEBSOCKET
+    session: ChatSession | None = None
+    _closing = False
+    _ended = False
+    # The message being received: its parts as far as a line may go, and its size.
+    _binary = False
+    _parts: list[bytes]
+    _size = 0
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        origin = request.origin or None
+        # request.host has lost its port: the Host header has it.
+        if not self.factory.origins.admits(origin, request.headers.get("host", "")):
+            log.warn(
+                "Refused a WebSocket from {peer}: Origin {origin} is not {allowed}",
+                peer=describe_peer(self.transport.getPeer()),
+                origin=printable(origin or ""),
+                allowed=self.factory.origins.describe(),
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
+
+    def onOpen(self) -> None:
+        transport = self.transport
+        # Under Twisted Web, the HTTP channel that handed over this
+        # connection is still its transport's producer.
+        with contextlib.suppress(RuntimeError):
+            transport.unregisterProducer()
+        transport.registerProducer(self, True)
+        factory = self.factory
+        self._parts = []
+        # The log tells a browser's user from a TCP one by this.
+        peer = describe_peer(transport.getPeer()) + " over WebSocket"
+        self.session = ChatSession(factory.room, self, peer, factory.limits, factory.clock)
+        self.session.start()
+
+    def onMessageBegin(self, isBinary: bool) -> None:  # noqa: N803 (autobahn's name)
+        self._binary = isBinary
+        self._parts = []
+        self._size = 0
+        if isBinary:
+            log.info(
+                "Closing the WebSocket of {peer}: it sent a binary frame",
+                peer=describe_peer(self.transport.getPeer()),
+            )
+            # sendClose() takes only the codes an application may choose;
+            # 1003 is the protocol's own, for data of a type not accepted.
+            self.sendCloseFrame(
+                CLOSE_UNSUPPORTED_DATA, b"labchat takes text frames, one line each"
+            )
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Autobahn would collect the frame whole; a line past --max-line is
+        # refused, so only that much of it is kept (see onMessageFrameData).
+        pass
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        # Room for the line and an LF or CRLF that a script may end it with.
+        if self._size <= self.factory.limits.max_line + 2:
+            self._parts.append(payload)
+        self._size += len(payload)
+
+    def onMessageFrameEnd(self) -> None:
+        pass
+
+    def onMessageEnd(self) -> None:
+        session = self.session
+        if self._binary or session is None:
+            return
+        max_line = self.factory.limits.max_line
+        line = b"".join(self._parts)
+        self._parts = []
+        if line.endswith(b"\n"):
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        # The lines of this turn, from every connection, go out together.
+        self.factory.room.hold()
+        if self._size > max_line + 2 or len(line) > max_line:
+            session.send_text(line_too_long(max_line))
+        else:
+            session.line_received(decode_text(line))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
+        session = self.session
+        if session is None or self._ended:
+            return
+        self._ended = True
+        # A crowd leaving at once is one broadcast a turn too.
+        self.factory.room.hold()
+        self._stop_output()
+        session.connection_lost(self._lost_reason)
+
+    @property
+    def sendq(self) -> int:
+        return self.factory.limits.sendq
+
+    def send(self, line: bytes) -> None:
+        if self.state != self.STATE_OPEN:
+            # The closing handshake has begun: no frame of data may follow a close frame.
+            return
+        frames = self.factory.frames(line)
+        if not self._output_paused:
+            self.transport.write(frames)
+            return
+        self._hold(frames)
+
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._flush_backlog()
+        # Autobahn waits CLOSING_GRACE for the peer's close, then cuts the connection.
+        self.sendClose(self.CLOSE_STATUS_CODE_NORMAL)
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
+
+    def stopProducing(self) -> None:
+        # The connection is going: onClose follows, and the user leaves then.
+        pass
+
+    def _pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        self.transport.resumeProducing()
+
+
+class ChatWebSocketFactory(WebSocketServerFactory):
+    """Makes a ChatWebSocketProtocol per WebSocket; shares the room of the TCP users."""
+
+    protocol = ChatWebSocketProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        room: ChatRoom,
+        limits: UserLimits,
+        clock: IReactorTime,
+        origins: OriginPolicy,
+    ) -> None:
+        super().__init__(server="labchat")
+        self.room = room
+        self.limits = limits
+        self.clock = clock
+        self.origins = origins
+        # Autobahn's timeouts (the handshakes', the pings') run on the
+        # reactor txaio knows; these run them on clock, which tests drive.
+        self._batched_timer = _BatchedTimer(
+            200.0, 1000, seconds_provider=clock.seconds, delayed_call_creator=clock.callLater
+        )
+        self.setProtocolOptions(
+            # A protocol error (invalid UTF-8: 1007) is told to the peer in a
+            # close frame, rather than by dropping the connection.
+            failByDrop=False,
+            closeHandshakeTimeout=CLOSING_GRACE,
+            autoPingInterval=PING_INTERVAL,
+            autoPingTimeout=PING_TIMEOUT,
+        )
+        # The frames of the last bytes the room handed out: the room hands
+        # every member the same bytes object for a broadcast.
+        self._last_lines = b""
+        self._last_frames = b""
+
+    def frames(self, lines: bytes) -> bytes:
+        """The text frames of lines (see text_frames), built once for all the members it reaches."""
+        if lines is not self._last_lines:
+            self._last_frames = text_frames(lines)
+            self._last_lines = lines
+        return self._last_frames
+
+
+class ChatWebSocketResource(WebSocketResource):
+    """/ws: a WebSocket handshake becomes a labchat user; plain HTTP is told what /ws is."""
+
+    def render(self, request: Request) -> Any:
+        upgrade = request.getHeader("upgrade") or ""
+        if upgrade.lower() != "websocket":
+            request.setResponseCode(426, b"Upgrade Required")
+            request.setHeader("Upgrade", "websocket")
+            request.setHeader("Content-Type", "text/plain; charset=utf-8")
+            return (
+                b"This is the WebSocket endpoint of labchat: one text frame per line of the"
+                b" chat protocol. Open / in a browser, or use a WebSocket client.\n"
+            )
+        # The HTTP channel hands its connection over for good: its idle
+        # timeout must not end a quiet chat later.
+        request.channel.setTimeout(None)
+        return super().render(request)

@@ -1,0 +1,262 @@
+"""labchat --web as a real twistd process: autobahn's client on /ws, and /metrics scraped."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_twisted
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from prometheus_client.parser import text_string_to_metric_families
+from support.chat import PROMPT, ChatUser, Connect
+from support.processes import LOOPBACK_TCP, ServerProcess
+from twisted.internet import defer, endpoints, reactor, threads
+
+Servers = Callable[..., ServerProcess]
+WEB_LISTENING = r"labchat web listening on TCP 127\.0\.0\.1:(\d+)$"
+CHAT_LISTENING = r"labchat listening on TCP 127\.0\.0\.1:(\d+)$"
+
+
+def web_chat(servers: Servers, *options: str) -> tuple[ServerProcess, int, int]:
+    """A labchat with --web on free ports of 127.0.0.1: the server, its chat port, its web port."""
+    server = servers("labchat", "--port", LOOPBACK_TCP, "--web", LOOPBACK_TCP, *options)
+    port = int(server.wait_for(CHAT_LISTENING).group(1))
+    return server, port, int(server.wait_for(WEB_LISTENING).group(1))
+
+
+class Browserless(WebSocketClientProtocol):
+    """An autobahn WebSocket client that queues what it receives for the test to await."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: defer.DeferredQueue[tuple[str, bool]] = defer.DeferredQueue()
+        self.closed: defer.Deferred[tuple[int | None, str | None]] = defer.Deferred()
+        # Every text frame received, in order, for counting.
+        self.received: list[str] = []
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803
+        text = payload.decode("utf-8")
+        self.received.append(text)
+        self.messages.put((text, isBinary))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
+        if not self.factory.opened.called:
+            self.factory.opened.errback(ConnectionError(reason))
+        elif not self.closed.called:
+            self.closed.callback((code, reason))
+
+    async def next_line(self) -> str:
+        """The next text frame the server sent, which must be text."""
+        text, binary = await self.messages.get()
+        assert not binary
+        return text
+
+    async def expect(self, *lines: str) -> None:
+        assert [await self.next_line() for _ in lines] == list(lines)
+
+    def send(self, text: str) -> None:
+        self.sendMessage(text.encode("utf-8"))
+
+
+class WebSockets:
+    """The WebSockets a test opens, all dropped when it ends."""
+
+    def __init__(self) -> None:
+        self.opened: list[Browserless] = []
+
+    async def open(self, port: int, origin: str | None = None) -> Browserless:
+        """A WebSocket to /ws of 127.0.0.1:port, open; it fails with the server's refusal."""
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws", origin=origin)
+        factory.protocol = Browserless
+        factory.opened = defer.Deferred()
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        protocol = await endpoint.connect(factory)
+        self.opened.append(protocol)
+        opened: Browserless = await factory.opened
+        return opened
+
+    def drop(self) -> None:
+        for protocol in self.opened:
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+
+@pytest_twisted.async_yield_fixture
+async def websockets() -> AsyncIterator[WebSockets]:
+    """Open WebSockets for a test (WebSockets.open); every one dropped after it."""
+    opened = WebSockets()
+    yield opened
+    opened.drop()
+
+
+async def log_in(user: ChatUser, name: str) -> str:
+    """Log a raw TCP user in without blocking the reactor; return its welcome line."""
+    return await threads.deferToThread(user.log_in, name)
+
+
+async def expect(user: ChatUser, *lines: str) -> None:
+    await threads.deferToThread(user.expect, *lines)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_login_dialogue_and_a_broadcast_are_the_tcp_ones_frame_by_frame(
+    servers: Servers, connect: Connect, websockets: WebSockets
+) -> None:
+    _, port, web_port = web_chat(servers)
+    alice = await websockets.open(web_port)
+    await alice.expect(PROMPT)
+    alice.send("alice")
+    await alice.expect("Welcome alice! 1 user online: alice")
+    bob = connect(port)
+    assert await log_in(bob, "bob") == "Welcome bob! 2 users online: alice, bob"
+    await alice.expect("* bob joined")
+    bob.send("hello <b>alice</b>")
+    await alice.expect("<bob> hello <b>alice</b>")
+    alice.send("hi bob")
+    await expect(bob, "<bob> hello <b>alice</b>", "<alice> hi bob")
+    await alice.expect("<alice> hi bob")
+    alice.send("/quit")
+    await alice.expect("Bye alice!")
+    assert await alice.closed == (1000, None)
+    await expect(bob, "* alice left (quit)")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_foreign_origin_is_refused_with_403(
+    servers: Servers, websockets: WebSockets
+) -> None:
+    server, _, web_port = web_chat(servers)
+    with pytest.raises(ConnectionError, match="403"):
+        await websockets.open(web_port, origin="http://evil.example")
+    server.wait_for(
+        r"Refused a WebSocket from \('127\.0\.0\.1', \d+\): Origin http://evil\.example"
+        r" is not the page's own origin$"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_pages_own_origin_is_admitted(servers: Servers, websockets: WebSockets) -> None:
+    _, _, web_port = web_chat(servers)
+    alice = await websockets.open(web_port, origin=f"http://127.0.0.1:{web_port}")
+    await alice.expect(PROMPT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_oversize_frame_is_refused_and_the_websocket_goes_on(
+    servers: Servers, websockets: WebSockets
+) -> None:
+    _, _, web_port = web_chat(servers, "--max-line", "100")
+    alice = await websockets.open(web_port)
+    await alice.expect(PROMPT)
+    alice.send("alice")
+    await alice.expect("Welcome alice! 1 user online: alice")
+    alice.send("x" * 101)
+    await alice.expect("ERROR line too long (max 100 bytes)")
+    alice.send("x" * 100)
+    await alice.expect("<alice> " + "x" * 100)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_binary_frame_closes_the_websocket_with_1003(
+    servers: Servers, websockets: WebSockets
+) -> None:
+    _, _, web_port = web_chat(servers)
+    alice = await websockets.open(web_port)
+    await alice.expect(PROMPT)
+    alice.sendMessage(b"alice", isBinary=True)
+    code, _ = await alice.closed
+    assert code == 1003
+
+
+def test_a_plain_http_request_to_ws_is_told_to_upgrade(servers: Servers) -> None:
+    _, _, web_port = web_chat(servers)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{web_port}/ws", timeout=10)
+    assert refused.value.code == 426
+    assert refused.value.headers["Upgrade"] == "websocket"
+    assert b"This is the WebSocket endpoint of labchat" in refused.value.read()
+
+
+def test_the_page_is_served_with_a_policy_that_runs_only_its_own_script(servers: Servers) -> None:
+    _, _, web_port = web_chat(servers)
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=10) as page:
+        assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        html = page.read().decode()
+    assert '<script src="chat.js"' in html
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/chat.js", timeout=10) as script:
+        assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
+
+
+def scrape(web_port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics and read it with prometheus_client's own parser: {(name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_count_what_happened_in_a_loopback_chat(
+    servers: Servers, connect: Connect, websockets: WebSockets
+) -> None:
+    _, port, web_port = web_chat(servers, "--burst", "2", "--rate", "0.01", "--max-users", "3")
+    alice = await websockets.open(web_port)
+    await alice.expect(PROMPT)
+    alice.send("alice")
+    await alice.expect("Welcome alice! 1 user online: alice")
+    bob, carol = connect(port), connect(port)
+    await log_in(bob, "bob")
+    await log_in(carol, "carol")
+    await alice.expect("* bob joined", "* carol joined")
+    await expect(bob, "* carol joined")
+    # Three lines against a burst of two: flood control drops the third.
+    bob.send("one", "two", "three")
+    await expect(bob, "<bob> one", "<bob> two", "ERROR slow down: message dropped")
+    await expect(carol, "<bob> one", "<bob> two")
+    await alice.expect("<bob> one", "<bob> two")
+    alice.send("/msg carol psst")
+    await alice.expect("-> *carol* psst")
+    await expect(carol, "*alice* psst")
+    # The room is full: the next connection is turned away.
+    dave = connect(port)
+    assert await threads.deferToThread(dave.rest) == ["ERROR room full"]
+    carol.send("/quit")
+    await expect(carol, "Bye carol!")
+    bob.sock.close()
+    await alice.expect("* carol left (quit)", "* bob left (connection lost)")
+
+    figures = scrape(web_port)
+    online = {
+        labels: value for (name, labels), value in figures.items() if name == "labchat_users_online"
+    }
+    assert online == {(("transport", "tcp"),): 0, (("transport", "websocket"),): 1}
+    assert figures[("labchat_logins_total", (("transport", "tcp"),))] == 2
+    assert figures[("labchat_logins_total", (("transport", "websocket"),))] == 1
+    # bob's two messages and alice's /msg.
+    assert figures[("labchat_lines_relayed_total", ())] == 3
+    assert figures[("labchat_flood_dropped_total", ())] == 1
+    disconnects = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in figures.items()
+        if name == "labchat_disconnects_total"
+    }
+    assert disconnects == {
+        "quit": 1,
+        "connection_lost": 1,
+        "send_queue_exceeded": 0,
+        "login_timeout": 0,
+        "room_full": 1,
+        "server_shutting_down": 0,
+    }
+    # Every line any of the four connections received was one delivery.
+    received = len(alice.received) + sum(len(user.lines) for user in (bob, carol, dave))
+    assert figures[("labchat_deliveries_total", ())] == received
