@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from prometheus_client.parser import text_string_to_metric_families
+from support.certificates import make_certificate, tls_endpoint
 from support.chat import PROMPT, ChatUser, Connect
-from support.processes import LOOPBACK_TCP, ServerProcess
+from support.processes import DEADLINE, LOOPBACK_TCP, ServerProcess
+from support.websocket import TEXT, handshake, server_frames
 from twisted.internet import defer, endpoints, reactor, threads
 
 Servers = Callable[..., ServerProcess]
@@ -260,3 +265,41 @@ async def test_metrics_count_what_happened_in_a_loopback_chat(
     # Every line any of the four connections received was one delivery.
     received = len(alice.received) + sum(len(user.lines) for user in (bob, carol, dave))
     assert figures[("labchat_deliveries_total", ())] == received
+
+
+def wss_handshake(web_port: int, ca_file: Path, origin: str) -> tuple[bytes, ssl.SSLSocket]:
+    """Open a TLS connection to the web port and send a WebSocket handshake with origin.
+
+    Returns the server's response head and the socket, which the caller closes.
+    """
+    context = ssl.create_default_context(cafile=str(ca_file))
+    raw = socket.create_connection(("127.0.0.1", web_port), timeout=DEADLINE)
+    sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    request, _ = handshake(host=f"127.0.0.1:{web_port}", origin=origin)
+    sock.sendall(request)
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        response += chunk
+    return response, sock
+
+
+def test_over_ssl_the_page_is_https_and_its_websocket_wss(servers: Servers, tmp_path: Path) -> None:
+    certificate = make_certificate(tmp_path)
+    server = servers("labchat", "--port", LOOPBACK_TCP, "--web", tls_endpoint(certificate))
+    web_port = int(server.wait_for(r"labchat web listening on TCP 127\.0\.0\.1:(\d+) \(TLS\)$")[1])
+    response, sock = wss_handshake(
+        web_port, certificate.certificate, f"https://127.0.0.1:{web_port}"
+    )
+    with sock:
+        assert response.startswith(b"HTTP/1.1 101 "), response
+        frames, _ = server_frames(response.partition(b"\r\n\r\n")[2] or sock.recv(4096))
+        assert frames == [(TEXT, PROMPT.encode())]
+    # The same page served over http would be another origin.
+    response, sock = wss_handshake(
+        web_port, certificate.certificate, f"http://127.0.0.1:{web_port}"
+    )
+    with sock:
+        assert response.startswith(b"HTTP/1.1 403 "), response
