@@ -14,7 +14,7 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from prometheus_client.parser import text_string_to_metric_families
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatUser, Connect
+from support.chat import PROMPT, ChatUser, Connect, chat_server
 from support.processes import DEADLINE, LOOPBACK_TCP, ServerProcess
 from support.websocket import TEXT, handshake, server_frames
 from twisted.internet import defer, endpoints, reactor, threads
@@ -303,3 +303,16 @@ def test_over_ssl_the_page_is_https_and_its_websocket_wss(servers: Servers, tmp_
     )
     with sock:
         assert response.startswith(b"HTTP/1.1 403 "), response
+
+
+def test_the_chat_port_helper_finds_the_chat_port_not_the_web_one(servers: Servers) -> None:
+    server, port = chat_server(servers, "--web", LOOPBACK_TCP)
+    assert port == int(server.wait_for(CHAT_LISTENING).group(1))
+    assert port != int(server.wait_for(WEB_LISTENING).group(1))
+
+
+def test_the_page_has_an_icon_of_its_own(servers: Servers) -> None:
+    _, _, web_port = web_chat(servers)
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/favicon.svg", timeout=10) as icon:
+        assert icon.headers["Content-Type"] == "image/svg+xml"
+        assert icon.read().startswith(b"<svg ")

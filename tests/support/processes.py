@@ -149,7 +149,8 @@ def loopback_suite(calc_port: str = LOOPBACK_TCP) -> list[str]:
 
 
 # The line a TCP service logs once it listens; group 1 is the port it took.
-TCP_LISTENING = r"listening on TCP \S+:(\d+)(?: \(TLS\))?$"
+# Not labchat's "labchat web listening on ...", which --web logs first.
+TCP_LISTENING = r"(?<! web) listening on TCP \S+:(\d+)(?: \(TLS\))?$"
 
 
 def tcp_server(
