@@ -185,9 +185,7 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
             )
             # sendClose() takes only the codes an application may choose;
             # 1003 is the protocol's own, for data of a type not accepted.
-            self.sendCloseFrame(
-                CLOSE_UNSUPPORTED_DATA, b"labchat takes text frames, one line each"
-            )
+            self.sendCloseFrame(CLOSE_UNSUPPORTED_DATA, b"labchat takes text frames, one line each")
 
     def onMessageFrameBegin(self, length: int) -> None:
         # Autobahn would collect the frame whole; a line past --max-line is
@@ -242,7 +240,6 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
             self.transport.write(frames)
             return
         self._hold(frames)
-
 
     def close(self) -> None:
         if self._closing:
