@@ -317,6 +317,15 @@ def test_closing_the_tab_broadcasts_the_leave(lab: Lab) -> None:
     assert lab.room.find("alice") is None
 
 
+def test_a_tab_closed_mid_line_relays_nothing_of_the_line(lab: Lab) -> None:
+    bob = lab.tcp_user("bob")
+    alice = lab.browser().logs_in("alice")
+    bob.clear()
+    alice.protocol.dataReceived(client_frame(b"half a li", TEXT, fin=False))
+    alice.closes()
+    assert bob.value() == b"* alice left (connection lost)\r\n"
+
+
 def test_quit_says_bye_and_closes_the_websocket_normally(lab: Lab) -> None:
     alice = lab.browser().logs_in("alice")
     alice.types("/quit")
