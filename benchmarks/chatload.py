@@ -26,6 +26,22 @@ what keeps the generator cheaper than the servers it measures. It uses epoll
 and plain non-blocking sockets for that reason, not Twisted: each event
 costs it a few microseconds of Python.
 
+With --websocket-share, that fraction of the users (of the senders, of the
+observers and of the rest alike, spread over the join order) connect to the
+server's WebSocket endpoint instead (--web-port, --web-path: labchat's
+``--web``), where each line is one text frame each way (benchmarks.websocket
+is the client, as small as the generator needs). Such a user logs in, sends
+and is counted as a TCP user is: an observer parses every frame it receives
+and checks each sender's order as a TCP observer does. A user that only
+counts its frames counts their first bytes instead of line ends: 0x81 (a
+whole text frame) starts every frame the server sends it, and can appear
+nowhere else while the frames are short (the second byte is then the length,
+under 0x80) and their text is ASCII, as every line of the load is (names are
+ASCII, and the server strips control characters). A ping, the one other
+frame the server sends meanwhile, starts with 0x89, which is found as
+cheaply; it is read apart and answered. With lines too long for short frames
+(--line-bytes), every WebSocket user parses its frames.
+
 The server's CPU time and resident memory are read from /proc/PID of
 --server-pid, so that only the load is counted. One JSON line is printed.
 """
@@ -34,12 +50,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import select
 import socket
 import time
 from typing import Any
 
+from benchmarks import websocket
 from benchmarks.measure import (
     BenchmarkFailed,
     generator_parser,
@@ -50,6 +68,14 @@ from benchmarks.measure import (
 )
 
 _READ_SIZE = 256 * 1024
+# What ends each line a TCP user receives, and what starts each frame a
+# WebSocket user receives: a counting user counts these.
+_LINE_END = b"\n"
+_FRAME_START = bytes((websocket.TEXT_FRAME,))
+# What starts a ping from the server, and nothing else in the frames of the load.
+_PING_START = bytes((websocket.FIN | websocket.PING,))
+# What labchat puts before a relayed line: "<u00012> ".
+_NAME_TAG_BYTES = len(b"<u00000> ")
 
 
 class User:
@@ -58,16 +84,21 @@ class User:
     __slots__ = (
         "index", "name", "sock", "fd", "stage", "pending", "tail", "outbox",
         "observer", "sender", "received", "in_flight", "sent", "last_line", "tag", "heard",
+        "websocket", "key", "delimiter", "parses", "control",
     )
 
-    def __init__(self, index: int, sock: socket.socket, observer: bool, sender: bool) -> None:
+    def __init__(
+        self, index: int, sock: socket.socket, observer: bool, sender: bool,
+        websocket_user: bool = False,
+    ) -> None:
         self.index = index
         self.name = f"u{index:05d}".encode()
         self.sock = sock
         self.fd = sock.fileno()
-        # "connecting", "prompt", "welcome", "settling" then "counting".
+        # "connecting", ("handshake",) "prompt", "welcome", "settling" then "counting".
         self.stage = "connecting"
-        # Bytes of a line not yet complete, for the users that read lines.
+        # Bytes of a line (a frame, for a WebSocket user) not yet complete,
+        # for the users that read lines.
         self.pending = b""
         # The end of the data before, for a marker split between two reads.
         self.tail = b""
@@ -82,6 +113,18 @@ class User:
         self.heard: dict[int, int] = {}
         # What starts each of its lines as the server relays them: "<u00012> m 12 ".
         self.tag = b"<%s> m %d " % (self.name, index)
+        # Whether it speaks to the WebSocket endpoint, with which handshake key.
+        self.websocket = websocket_user
+        self.key = websocket.new_key() if websocket_user else b""
+        # What a user that only counts counts: one per line, or per frame.
+        self.delimiter = _FRAME_START if websocket_user else _LINE_END
+        # Whether it reads each line it receives, not only counts them: an
+        # observer does, and so does a WebSocket user whose frames may be
+        # too long to count by their first bytes (ChatLoad.connect says).
+        self.parses = observer
+        # The part read so far of a control frame (a ping), for a user that
+        # counts frames by their first bytes.
+        self.control = b""
 
 
 class ChatLoad:
@@ -97,6 +140,7 @@ class ChatLoad:
         self.meter = meter_for(options.server_pid)
         self.marker = b"settle-%d" % os.getpid()
         self.latencies: list[float] = []
+        self.websocket_latencies: list[float] = []
         self.phase = "login"
         self.logging_in = 0
         self.welcomed = 0
@@ -109,7 +153,15 @@ class ChatLoad:
         self.sender_indexes = {round(i * users / senders) for i in range(senders)}
         observers = min(options.observers, users)
         self.observer_indexes = {round(i * users / observers) for i in range(observers)}
+        self.websocket_indexes = websocket_users(
+            users, options.websocket_share, self.sender_indexes, self.observer_indexes
+        )
         self.line_size = options.line_bytes
+        # Whether a WebSocket user that only counts may count first bytes
+        # (see the module's docstring): every frame of the load is short.
+        self.short_frames = (
+            _NAME_TAG_BYTES + max(self.line_size - 2, len(self.marker)) <= websocket.SHORT_PAYLOAD
+        )
 
     # The event loop.
 
@@ -133,7 +185,13 @@ class ChatLoad:
                     except OSError:
                         size = 0
                     if size:
-                        counter.received += buffer.count(b"\n", 0, size)
+                        if counter.websocket and (
+                            counter.control or buffer.find(_PING_START, 0, size) >= 0
+                        ):
+                            # A ping among the frames: read apart (count_frame_starts).
+                            self.count(counter, bytes(buffer[:size]))
+                        else:
+                            counter.received += buffer.count(counter.delimiter, 0, size)
                         continue
                 user = by_fd[fd]
                 if event & select.EPOLLOUT:
@@ -159,18 +217,37 @@ class ChatLoad:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        user = User(index, sock, index in self.observer_indexes, index in self.sender_indexes)
+        user = User(
+            index, sock, index in self.observer_indexes, index in self.sender_indexes,
+            index in self.websocket_indexes,
+        )  # fmt: skip
+        if user.websocket and not self.short_frames:
+            user.parses = True
         self.users.append(user)
         self.by_fd[user.fd] = user
         self.logging_in += 1
-        code = sock.connect_ex((self.options.host, self.options.port))
+        options = self.options
+        port = options.web_port if user.websocket else options.port
+        code = sock.connect_ex((options.host, port))
         if code not in (0, errno.EINPROGRESS):
-            raise BenchmarkFailed(f"cannot connect to {self.where()}: {os.strerror(code)}")
+            raise BenchmarkFailed(f"cannot connect to {self.where(user)}: {os.strerror(code)}")
         self.poller.register(user.fd, select.EPOLLIN)
-        user.stage = "prompt"
+        if user.websocket:
+            # The server speaks first on TCP; on a WebSocket, the client's
+            # handshake does. Sent as soon as the connection is made (write()
+            # keeps it until then).
+            user.stage = "handshake"
+            self.write(
+                user, websocket.handshake_request(options.host, port, options.web_path, user.key)
+            )
+        else:
+            user.stage = "prompt"
 
-    def where(self) -> str:
-        return f"TCP {self.options.host}:{self.options.port}"
+    def where(self, user: User | None = None) -> str:
+        options = self.options
+        if user is not None and user.websocket:
+            return f"ws://{options.host}:{options.web_port}{options.web_path}"
+        return f"TCP {options.host}:{options.port}"
 
     def read(self, user: User) -> None:
         try:
@@ -179,7 +256,7 @@ class ChatLoad:
             return
         except ConnectionRefusedError:
             raise BenchmarkFailed(
-                f"connection refused: nothing listens on {self.where()}"
+                f"connection refused: nothing listens on {self.where(user)}"
             ) from None
         except OSError as e:
             raise BenchmarkFailed(f"{user.name.decode()}'s connection failed: {e}") from None
@@ -189,12 +266,115 @@ class ChatLoad:
                 f" after the line {user.last_line!r}"
             )
         stage = user.stage
-        if stage == "counting":
+        if user.websocket:
+            self.read_frames(user, data)
+        elif stage == "counting":
             self.count(user, data)
         elif stage == "settling":
             self.settle(user, data)
         else:
             self.log_in(user, data)
+
+    def read_frames(self, user: User, data: bytes) -> None:
+        """A WebSocket user's bytes: the handshake's answer, then one line per frame."""
+        if user.stage == "counting" and not user.parses:
+            self.count(user, data)
+            return
+        data = user.pending + data if user.pending else data
+        start = 0
+        try:
+            if user.stage == "handshake":
+                frames_start = websocket.handshake_response(data, user.key)
+                if frames_start is None:
+                    user.pending = data
+                    return
+                start, user.stage = frames_start, "prompt"
+            lines = []
+            while True:
+                if user.stage == "counting" and not user.parses:
+                    # Settled in this read: the rest is counted as any later read.
+                    user.pending = b""
+                    self.count(user, data[start:])
+                    return
+                frame = websocket.parse_frame(data, start)
+                if frame is None:
+                    break
+                first, payload, start = frame
+                if first != websocket.TEXT_FRAME:
+                    self.control_frame(user, first, payload)
+                    continue
+                if b"\n" in payload or b"\r" in payload:
+                    raise BenchmarkFailed(
+                        f"{user.name.decode()} received a frame with a line ending in it: "
+                        f"{payload!r}"
+                    )
+                if user.stage == "counting":
+                    lines.append(payload)
+                else:
+                    self.websocket_line(user, payload)
+        except websocket.ProtocolError as e:
+            raise BenchmarkFailed(f"{user.name.decode()}'s WebSocket: {e}") from None
+        user.pending = data[start:]
+        if lines:
+            if user.observer:
+                self.check_lines(user, lines)
+            else:
+                # Lines too long to count by their first bytes: counted one by one.
+                user.received += len(lines)
+                if user.sender:
+                    user.in_flight -= sum(1 for line in lines if line.startswith(user.tag))
+
+    def control_frame(self, user: User, first: int, payload: bytes) -> None:
+        """Anything but a whole text frame: a ping is answered, the rest ends the run."""
+        opcode = first & 0x0F
+        if first & websocket.RESERVED:
+            raise BenchmarkFailed(
+                f"{user.name.decode()} received a frame with reserved bits set ({first:#04x}),"
+                " though no extension was agreed"
+            )
+        if opcode == websocket.PING and first & websocket.FIN:
+            self.write(user, websocket.client_frame(payload, websocket.PONG))
+        elif opcode == websocket.PONG and first & websocket.FIN:
+            pass
+        elif opcode == websocket.CLOSE:
+            raise BenchmarkFailed(
+                f"the server closed {user.name.decode()}'s WebSocket in the {user.stage} stage"
+                f" ({websocket.close_reason(payload)}) after the line {user.last_line!r}"
+            )
+        else:
+            # A binary frame, or a line split into fragments: labchat sends
+            # each line as one whole text frame.
+            raise BenchmarkFailed(
+                f"{user.name.decode()} received a frame that is not a whole text frame"
+                f" ({first:#04x}): {payload[:80]!r}"
+            )
+
+    def websocket_line(self, user: User, line: bytes) -> None:
+        """One line of a WebSocket user before it counts: the login, then the settling."""
+        if user.stage == "settling":
+            if self.marker in line:
+                self.settled_user(user)
+            return
+        user.last_line = line
+        if user.stage == "prompt":
+            user.stage = "welcome"
+            self.send_line(user, user.name)
+        elif not line.startswith(b"Welcome"):
+            raise BenchmarkFailed(
+                f"{user.name.decode()} was not welcomed: the server said {line!r}"
+            )
+        else:
+            user.stage = "settling"
+            self.logging_in -= 1
+            self.welcomed += 1
+
+    def send_line(self, user: User, line: bytes) -> None:
+        """Send line (without its end) as the user's transport carries it."""
+        if user.websocket:
+            self.write(user, websocket.client_frame(line))
+        else:
+            # CRLF, as telnet sends it: every chat server takes it, some take nothing else.
+            self.write(user, line + b"\r\n")
 
     def log_in(self, user: User, data: bytes) -> None:
         user.pending += data
@@ -203,7 +383,7 @@ class ChatLoad:
             user.last_line = line.rstrip(b"\r")
             if user.stage == "prompt":
                 user.stage = "welcome"
-                self.write(user, user.name + b"\r\n")
+                self.send_line(user, user.name)
             elif not user.last_line.startswith(b"Welcome"):
                 raise BenchmarkFailed(
                     f"{user.name.decode()} was not welcomed: the server said {user.last_line!r}"
@@ -227,20 +407,31 @@ class ChatLoad:
             user.tail = seen[found:]
             return
         user.tail = b""
-        user.stage = "counting"
-        if not user.observer and not user.sender:
-            self.counters[user.fd] = user
-        self.settled += 1
+        self.settled_user(user)
         rest = seen[end + 1 :]
         if rest:
             self.count(user, rest)
 
+    def settled_user(self, user: User) -> None:
+        """user has the marker: every line it receives from now on is one of the load's."""
+        user.stage = "counting"
+        if not user.parses and not user.sender:
+            self.counters[user.fd] = user
+        self.settled += 1
+
     def count(self, user: User, data: bytes) -> None:
-        """Count the lines of data; an observer also times them, a sender finds its own."""
+        """Count the lines of data; an observer also times them, a sender finds its own.
+
+        A WebSocket user gets here only when it counts its frames by their
+        first bytes (see the module's docstring), not when it parses them.
+        """
         if user.observer:
             self.read_lines(user, data)
             return
-        user.received += data.count(b"\n")
+        if user.websocket:
+            self.count_frame_starts(user, data)
+        else:
+            user.received += data.count(_LINE_END)
         if user.sender:
             # Its own lines coming back free its window. Searching for its tag
             # costs far less than reading every line; the tail catches a tag
@@ -249,13 +440,57 @@ class ChatLoad:
             user.in_flight -= seen.count(user.tag)
             user.tail = seen[1 - len(user.tag) :]
 
+    def count_frame_starts(self, user: User, data: bytes) -> None:
+        """Count the text frames of data by their first bytes, and answer any ping among them.
+
+        Every frame the server sends in the load is a short text frame of
+        ASCII (see the module's docstring), except a ping now and then
+        (labchat pings each WebSocket every 30 s). A ping's first byte,
+        0x89, can appear nowhere else, but its payload is any bytes, 0x81
+        among them: the ping is read whole, even across reads, and left out
+        of the count.
+        """
+        start, end = 0, len(data)
+        while start < end:
+            if user.control:
+                # A control frame is at most 127 bytes: 2 of header, 125 of payload.
+                seen = user.control + data[start : start + 127]
+                try:
+                    frame = websocket.parse_frame(seen)
+                except websocket.ProtocolError as e:
+                    raise BenchmarkFailed(f"{user.name.decode()}'s WebSocket: {e}") from None
+                if frame is None:
+                    if len(seen) >= 127:
+                        raise BenchmarkFailed(
+                            f"{user.name.decode()} received a ping longer than 125 bytes"
+                        )
+                    user.control = seen
+                    return
+                first, payload, frame_end = frame
+                start += frame_end - len(user.control)
+                user.control = b""
+                self.control_frame(user, first, payload)
+                continue
+            ping = data.find(_PING_START, start)
+            if ping < 0:
+                user.received += data.count(_FRAME_START, start)
+                return
+            user.received += data.count(_FRAME_START, start, ping)
+            user.control, start = data[ping : ping + 1], ping + 1
+
     def read_lines(self, user: User, data: bytes) -> None:
-        """Count an observer's lines, and time each one from its send."""
-        now = time.monotonic_ns()
+        """Count a TCP observer's lines, and time each one from its send."""
         lines = (user.pending + data).split(b"\n")
         user.pending = lines.pop()
+        self.check_lines(user, lines)
+
+    def check_lines(self, user: User, lines: list[bytes]) -> None:
+        """Count an observer's lines, time each one from its send, and check each sender's order."""
+        now = time.monotonic_ns()
         user.received += len(lines)
-        latencies, heard = self.latencies, user.heard
+        # Kept apart by the observer's kind, so that the two can be compared.
+        latencies = self.websocket_latencies if user.websocket else self.latencies
+        heard = user.heard
         for line in lines:
             # "<u00012> m SENDER SEQUENCE SENT_NS padding"
             fields = line.split(b" ", 5)
@@ -284,6 +519,11 @@ class ChatLoad:
             sent = user.sock.send(data)
         except BlockingIOError:
             sent = 0
+        except ConnectionRefusedError:
+            # A WebSocket user's handshake is sent before anything is read.
+            raise BenchmarkFailed(
+                f"connection refused: nothing listens on {self.where(user)}"
+            ) from None
         except OSError as e:
             raise BenchmarkFailed(f"{user.name.decode()} could not send: {e}") from None
         if sent < len(data):
@@ -311,8 +551,12 @@ class ChatLoad:
 
     def message(self, user: User) -> bytes:
         head = b"m %d %d %d " % (user.index, user.sent, time.monotonic_ns())
+        text = head + b"x" * max(1, self.line_size - len(head) - 2)
+        if user.websocket:
+            # The same line less its end, which a frame does not carry.
+            return websocket.client_frame(text)
         # CRLF, as telnet sends it: every chat server takes it, some take nothing else.
-        return head + b"x" * max(1, self.line_size - len(head) - 2) + b"\r\n"
+        return text + b"\r\n"
 
     # The phases.
 
@@ -323,6 +567,7 @@ class ChatLoad:
             "senders": len(self.sender_indexes),
             "window": options.window,
             "line_bytes": options.line_bytes,
+            "websocket_users": len(self.websocket_indexes),
         }
         rss_before = self.meter.rss_bytes()
         cpu_before_login = self.meter.cpu_seconds()
@@ -334,7 +579,7 @@ class ChatLoad:
         )
         welcomed = time.monotonic()
         self.phase = "settle"
-        self.write(self.users[0], self.marker + b"\r\n")
+        self.send_line(self.users[0], self.marker)
         self.wait(
             lambda: self.settled == options.users,
             welcomed + options.login_timeout,
@@ -374,7 +619,7 @@ class ChatLoad:
         deliveries = sum(user.received for user in self.users)
         lost = sum(max(0, sent - user.received) for user in self.users)
         extra = sum(max(0, user.received - sent) for user in self.users)
-        latencies = sorted(self.latencies)
+        latencies = sorted(self.latencies + self.websocket_latencies)
         result.update(
             lines_sent=sent,
             deliveries=deliveries,
@@ -393,6 +638,19 @@ class ChatLoad:
                 else 0.0
             ),
         )
+        if self.websocket_indexes:
+            # Each kind apart: what a delivery to a WebSocket user takes.
+            tcp_latencies, websocket_latencies = sorted(self.latencies), sorted(
+                self.websocket_latencies
+            )
+            result.update(
+                websocket_deliveries=sum(user.received for user in self.users if user.websocket),
+                tcp_latency_p50_ms=percentile(tcp_latencies, 0.50),
+                tcp_latency_p99_ms=percentile(tcp_latencies, 0.99),
+                websocket_latency_p50_ms=percentile(websocket_latencies, 0.50),
+                websocket_latency_p99_ms=percentile(websocket_latencies, 0.99),
+                websocket_latency_samples=len(websocket_latencies),
+            )
         if lost:
             result["error"] = f"{lost} deliveries lost (each user should have {sent} lines)"
         return result
@@ -401,6 +659,38 @@ class ChatLoad:
         for user in self.users:
             user.sock.close()
         self.poller.close()
+
+
+def websocket_users(
+    users: int, share: float, senders: set[int], observers: set[int]
+) -> set[int]:
+    """Which users connect by WebSocket: share of the senders, of the other observers and of
+    the rest, each spread evenly over its own kind in the join order."""
+    chosen: set[int] = set()
+    kinds = (
+        sorted(senders),
+        sorted(observers - senders),
+        [index for index in range(users) if index not in senders and index not in observers],
+    )
+    for kind in kinds:
+        # The k-th of a kind is one whenever share * k passes a whole number.
+        chosen.update(
+            index
+            for k, index in enumerate(kind)
+            if math.floor((k + 1) * share + 1e-9) > math.floor(k * share + 1e-9)
+        )
+    return chosen
+
+
+def share(text: str) -> float:
+    """An argparse type: a fraction from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
+    return value
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -433,11 +723,28 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=5.0,
         help="seconds without a delivery after which missing lines count as lost (5)",
     )
+    parser.add_argument(
+        "--websocket-share",
+        type=share,
+        default=0.0,
+        help="the fraction of the users (and of the senders and of the observers) that "
+        "connect to the WebSocket endpoint instead of --port (0)",
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=None, help="server web port, for --websocket-share"
+    )
+    parser.add_argument(
+        "--web-path", default="/ws", help="path of the WebSocket endpoint (/ws)"
+    )
     options = parser.parse_args(argv)
     if options.users < 1 or options.senders < 1 or options.window < 1:
         parser.error("--users, --senders and --window must be at least 1")
     if options.line_bytes < 32:
         parser.error("--line-bytes must be at least 32: a line carries its send time")
+    if options.websocket_share and options.web_port is None:
+        parser.error("--websocket-share needs the server's --web-port")
+    if not options.web_path.startswith("/") or not options.web_path.isascii():
+        parser.error(f"--web-path must be an ASCII path from /, not {options.web_path!r}")
     return options
 
 

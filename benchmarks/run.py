@@ -47,40 +47,60 @@ def baseline(module: str, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Server:
-    """A server the benchmark can start: its name in the tables, and its command line."""
+    """A server the benchmark can start: its name in the tables, and its command line.
+
+    A server with web also listens on a web port (labchat's --web), which
+    its load generator is told; load is what else its generator is told.
+    """
 
     name: str
-    command: Callable[[int, int], list[str]]  # (port, users) -> argv
+    command: Callable[[int, int, int], list[str]]  # (port, users, web port) -> argv
     udp: bool = False
+    web: bool = False
+    load: tuple[str, ...] = ()
 
+
+def labchat(port: int, users: int, web_port: int) -> list[str]:
+    # Always with its WebSocket endpoint, so that an all-TCP room and a mixed
+    # one are measured on the very same server.
+    return twistd(
+        "labchat", "--port", f"tcp:{port}:interface=127.0.0.1",
+        "--web", f"tcp:{web_port}:interface=127.0.0.1",
+        "--rate", "0", "--quiet", "--max-users", str(max(users, 1000)),
+    )  # fmt: skip
+
+
+# The share of a mixed room's users that connect by WebSocket.
+WEBSOCKET_SHARE = 0.5
+# labchat with half of its users on its WebSocket endpoint: its name in the tables.
+MIXED = "labchat-mixed"
 
 SERVERS = {
     server.name: server
     for server in (
+        Server("labchat", labchat, web=True),
         Server(
-            "labchat",
-            lambda port, users: twistd(
-                "labchat", "--port", f"tcp:{port}:interface=127.0.0.1",
-                "--rate", "0", "--quiet", "--max-users", str(max(users, 1000)),
-            ),
+            MIXED, labchat, web=True, load=("--websocket-share", f"{WEBSOCKET_SHARE:g}")
         ),
-        Server("twisted-chat", lambda port, users: baseline("twisted_chat", port)),
-        Server("threaded-chat", lambda port, users: baseline("threaded_chat", port)),
+        Server("twisted-chat", lambda port, users, web: baseline("twisted_chat", port)),
+        Server("threaded-chat", lambda port, users, web: baseline("threaded_chat", port)),
         Server(
             "udptime",
-            lambda port, users: twistd(
+            lambda port, users, web: twistd(
                 "udptime", "--port", str(port), "--interface", "127.0.0.1", "--quiet"
             ),
             udp=True,
         ),
-        Server("twisted-time", lambda port, users: baseline("twisted_time", port), udp=True),
+        Server(
+            "twisted-time", lambda port, users, web: baseline("twisted_time", port), udp=True
+        ),
         Server(
             "labcalc",
-            lambda port, users: twistd(
+            lambda port, users, web: twistd(
                 "labcalc", "--port", f"tcp:{port}:interface=127.0.0.1", "--quiet"
             ),
         ),
-        Server("twisted-calc", lambda port, users: baseline("twisted_calc", port)),
+        Server("twisted-calc", lambda port, users, web: baseline("twisted_calc", port)),
     )
 }
 
@@ -104,18 +124,25 @@ class Bench:
         """Start server, run generator (its module and arguments) against it, and stop it."""
         self.count += 1
         port = free_port(socket.SOCK_DGRAM if server.udp else socket.SOCK_STREAM)
+        web_port = 0
+        while server.web and web_port in (0, port):
+            web_port = free_port()
         log_path = self.logs / f"{self.count:03d}-{server.name}-{users}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                self.pinned(SERVER_CORE, server.command(port, users)),
+                self.pinned(SERVER_CORE, server.command(port, users, web_port)),
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         try:
             wait_until_serving(process, port, server.udp, log_path)
+            if server.web:
+                wait_until_serving(process, web_port, False, log_path)
             command = [
                 sys.executable, "-m", *generator,
                 "--port", str(port), "--server-pid", str(process.pid),
             ]
+            if server.web:
+                command += ["--web-port", str(web_port)]
             done = subprocess.run(
                 self.pinned(GENERATOR_CORE, command),
                 cwd=ROOT, capture_output=True, text=True, timeout=900,
@@ -201,6 +228,43 @@ def median_of(rows: list[Result], figure: str) -> float:
     return statistics.median(row[figure] for row in rows)
 
 
+def websocket_cost(chat: dict[tuple[str, int], list[Result]], users: int) -> Result | None:
+    """What WebSocket users cost labchat in a room of users: the mixed room against the
+    all-TCP one, round by round, as medians over the rounds where both ran.
+
+    The CPU per delivery of a WebSocket delivery alone is derived: the mixed
+    room's cost is taken as share s of WebSocket deliveries and 1 - s of TCP
+    deliveries at the all-TCP room's cost, so it is (mixed - tcp (1 - s)) / s.
+    """
+    tcp_by_round = {row["round"]: row for row in chat.get(("labchat", users), [])}
+    rounds = []
+    for mixed in chat.get((MIXED, users), []):
+        tcp = tcp_by_round.get(mixed["round"])
+        if tcp is None or not tcp["server_cpu_us_per_delivery"] or not mixed["deliveries"]:
+            continue
+        share = mixed["websocket_deliveries"] / mixed["deliveries"]
+        tcp_cost = tcp["server_cpu_us_per_delivery"]
+        mixed_cost = mixed["server_cpu_us_per_delivery"]
+        websocket_only = (mixed_cost - tcp_cost * (1 - share)) / share if share else 0.0
+        rounds.append({
+            "tcp_cpu_us": tcp_cost,
+            "mixed_cpu_us": mixed_cost,
+            "ratio": mixed_cost / tcp_cost,
+            "websocket_cpu_us": websocket_only,
+            "websocket_ratio": websocket_only / tcp_cost,
+            "tcp_rate": tcp["deliveries_per_second"],
+            "mixed_rate": mixed["deliveries_per_second"],
+            "rate_ratio": mixed["deliveries_per_second"] / tcp["deliveries_per_second"],
+            "tcp_p99_ms": tcp["latency_p99_ms"],
+            "mixed_tcp_p99_ms": mixed["tcp_latency_p99_ms"],
+            "mixed_websocket_p99_ms": mixed["websocket_latency_p99_ms"],
+            "share": share,
+        })  # fmt: skip
+    if not rounds:
+        return None
+    return {"rounds": len(rounds), **{key: median_of(rounds, key) for key in rounds[0]}}
+
+
 def machine() -> dict[str, str]:
     model = "unknown CPU"
     with open("/proc/cpuinfo") as cpuinfo:
@@ -238,10 +302,15 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
     chat: dict[tuple[str, int], list[Result]] = {}
     other: dict[tuple[str, int], list[Result]] = {}
     failed: list[Result] = []
-    chat_runs = [("labchat", n) for n in options.plot_users]
-    chat_runs += [("threaded-chat", n) for n in options.plot_users]
-    chat_runs += [("twisted-chat", n) for n in options.ratio_users]
-    chat_runs += [(s, n) for s in ("labchat", "threaded-chat") for n in options.ratio_users]
+    chat_runs = []
+    if "chat" in options.only:
+        chat_runs += [("labchat", n) for n in options.plot_users]
+        chat_runs += [("threaded-chat", n) for n in options.plot_users]
+        chat_runs += [("twisted-chat", n) for n in options.ratio_users]
+        chat_runs += [(s, n) for s in ("labchat", "threaded-chat") for n in options.ratio_users]
+    if "websocket" in options.only:
+        # The mixed room and the all-TCP one of the same size, in every round.
+        chat_runs += [(s, n) for s in ("labchat", MIXED) for n in options.ratio_users]
     chat_runs = sorted(set(chat_runs), key=lambda run: (run[1], run[0]))
     other_runs = []
     if "udptime" in options.only:
@@ -250,7 +319,7 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
         other_runs += [("labcalc", 50), ("twisted-calc", 50)]
     for round_number in range(options.rounds):
         say(f"round {round_number + 1} of {options.rounds}")
-        runs = (chat_runs if "chat" in options.only else []) + other_runs
+        runs = chat_runs + other_runs
         for name, users in rotated(runs, round_number):
             server = SERVERS[name]
             if server.udp:
@@ -259,7 +328,7 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
                 generator = ["benchmarks.calcload", "--sessions", str(users),
                              "--seconds", str(options.seconds)]
             else:
-                generator = chat_load(users, options)
+                generator = chat_load(users, options, *server.load)
             try:
                 result = bench.measure(server, users, generator)
             except (RunFailed, subprocess.TimeoutExpired) as e:
@@ -345,6 +414,7 @@ def targets(figures: dict[str, Any], ratio_users: Sequence[int]) -> list[Target]
             median_ratio(chat, "server_cpu_us_per_delivery", "labchat", "twisted-chat", users),
             0.8, False,
         ))
+    rows += [websocket_target(chat, users) for users in ratio_users]
     rows.append(Target(
         "udptime CPU per answer, udptime --quiet / twisted-time",
         median_ratio(other, "server_cpu_us_per_answer", "udptime", "twisted-time", 0), 1.0, False,
@@ -384,8 +454,14 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
                 f"{median_of(rows, 'server_cpu_us_per_delivery'):>16.3f} "
                 f"{median_of(rows, 'generator_cpu_share'):>8.2f}"
             )
+        if any(name == MIXED for name, _ in chat):
+            out.append(
+                f"({MIXED}: labchat with {WEBSOCKET_SHARE:.0%} of the users, senders and "
+                "observers on its WebSocket endpoint /ws, the rest on TCP)"
+            )
         measured = sum(len(rows) for rows in chat.values())
         out += [f"Lines lost or out of order: none in {measured} measurements.", ""]
+        out += websocket_section(chat, options.ratio_users)
     if other:
         out.append(f"{'server':<14} {'per second':>12} {'CPU us each':>12} {'lost/bad':>9}")
         for (name, _), rows in sorted(other.items()):
@@ -423,6 +499,47 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
     return "\n".join(out) + "\n"
 
 
+def websocket_target(chat: dict[tuple[str, int], list[Result]], users: int) -> Target:
+    return Target(
+        f"chat CPU per delivery, {MIXED} / labchat, {users} users",
+        median_ratio(chat, "server_cpu_us_per_delivery", MIXED, "labchat", users), 1.5, False,
+    )  # fmt: skip
+
+
+def websocket_section(chat: dict[tuple[str, int], list[Result]], sizes: Sequence[int]) -> list[str]:
+    """The WebSocket framing cost: each size's mixed room against its all-TCP room."""
+    costs = {users: websocket_cost(chat, users) for users in sizes}
+    if not any(costs.values()):
+        return []
+    out = [
+        f"WebSocket framing cost: {MIXED} against labchat (all TCP), paired by round;"
+        " medians over rounds",
+        f"{'':>6} {'server CPU us per delivery':^27}  {'WS delivery*':^15}"
+        f" {'deliveries/s':>13}  {'p99 ms':^25}",
+        f"{'users':>6} {'all-TCP':>8} {'mixed':>7} {'mixed/TCP':>10}  {'us':>6} {'/ TCP':>8}"
+        f" {'mixed / TCP':>13}  {'all-TCP':>7} {'mixed TCP':>9} {'WS':>7}",
+    ]
+    for users, cost in costs.items():
+        if cost is None:
+            continue
+        out.append(
+            f"{users:>6} {cost['tcp_cpu_us']:>8.3f} {cost['mixed_cpu_us']:>7.3f}"
+            f" {cost['ratio']:>10.2f}  {cost['websocket_cpu_us']:>6.3f}"
+            f" {cost['websocket_ratio']:>8.2f} {cost['rate_ratio']:>13.2f}"
+            f"  {cost['tcp_p99_ms']:>7.2f} {cost['mixed_tcp_p99_ms']:>9.2f}"
+            f" {cost['mixed_websocket_p99_ms']:>7.2f}"
+        )
+    out += [
+        "(p99 of the mixed room: as its TCP and its WebSocket observers timed it."
+        " * Derived, not measured:",
+        " one WebSocket delivery alone, (mixed - all-TCP x (1 - s)) / s with s the WebSocket"
+        " users' share of the",
+        " deliveries, taking a TCP delivery to cost in the mixed room what it costs in the"
+        " all-TCP one.)",
+    ]
+    return [line.rstrip() for line in out] + [""]
+
+
 def plot(chat: dict[tuple[str, int], list[Result]], path: Path) -> bool:
     """Plot deliveries/s and p99 latency against users; False if matplotlib is missing."""
     try:
@@ -433,7 +550,8 @@ def plot(chat: dict[tuple[str, int], list[Result]], path: Path) -> bool:
     except ImportError:
         return False
     figure, (rate_axes, latency_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, style in (("labchat", "o-"), ("threaded-chat", "s--"), ("twisted-chat", "^:")):
+    styles = (("labchat", "o-"), (MIXED, "D-."), ("threaded-chat", "s--"), ("twisted-chat", "^:"))
+    for name, style in styles:
         points = sorted((users, rows) for (server, users), rows in chat.items() if server == name)
         if not points:
             continue
@@ -470,7 +588,7 @@ def user_counts(text: str) -> list[int]:
     return counts
 
 
-PARTS = ("chat", "idle", "udptime", "labcalc")
+PARTS = ("chat", "websocket", "idle", "udptime", "labcalc")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -488,7 +606,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ratio-users", type=user_counts, default=[100, 1000],
-        help="room sizes where the targets are checked, also against twisted-chat (100,1000)",
+        help="room sizes where the targets are checked, also against twisted-chat and with "
+        "half the users on WebSocket (100,1000)",
     )
     parser.add_argument(
         "--idle-users", type=int, default=10000, help="users of the idle room (10000)"

@@ -97,19 +97,29 @@ def test_the_runner_measures_everything_once_and_writes_its_results(tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     summary = (out / "summary.txt").read_text()
     assert done.stdout.endswith(summary + f"plot: {out / 'chat-fanout.png'}\n")
-    for server in ("labchat", "twisted-chat", "threaded-chat"):
+    for server in ("labchat", "labchat-mixed", "twisted-chat", "threaded-chat"):
         assert f"\n{server:<14}      3 " in summary
     for server in ("udptime", "twisted-time", "labcalc", "twisted-calc"):
         assert f"\n{server:<14} " in summary
     assert "one message reached 20 of 20 users, lost 0" in summary
-    assert "Lines lost or out of order: none in 3 measurements." in summary
+    assert "Lines lost or out of order: none in 4 measurements." in summary
     assert "NOT pinned" in summary
-    verdicts = [line.split()[-1] for line in summary.split("Targets")[1].splitlines()[1:]]
-    assert len(verdicts) == 5 and set(verdicts) <= {"met", "MISSED"}, summary
+    # The mixed room against the all-TCP one, and its target among the others.
+    websocket = summary.split("WebSocket framing cost: ")[1].split("\n\n")[0].splitlines()
+    assert websocket[3].split()[0] == "3"
+    targets = summary.split("Targets (median of the per-round ratios)\n")[1].splitlines()
+    assert any(
+        row.startswith("chat CPU per delivery, labchat-mixed / labchat, 3 users")
+        for row in targets
+    ), summary
+    verdicts = [row.split()[-1] for row in targets]
+    assert len(verdicts) == 6 and set(verdicts) <= {"met", "MISSED"}, summary
     results = json.loads((out / "results.json").read_text())
     assert {row["server"] for row in results["chat"]} == {
-        "labchat", "twisted-chat", "threaded-chat"
+        "labchat", "labchat-mixed", "twisted-chat", "threaded-chat"
     }
+    (mixed,) = [row for row in results["chat"] if row["server"] == "labchat-mixed"]
+    assert mixed["websocket_users"] == 1 and mixed["websocket_deliveries"] > 0
     assert results["failed"] == []
     assert (out / "chat-fanout.png").read_bytes().startswith(b"\x89PNG")
 
@@ -117,7 +127,7 @@ def test_the_runner_measures_everything_once_and_writes_its_results(tmp_path: Pa
 def test_the_runner_refuses_an_unknown_part() -> None:
     done = generate("run", "--only", "chat,dns")
     assert done.returncode == 2
-    assert "--only takes chat, idle, udptime, labcalc, not dns" in done.stderr
+    assert "--only takes chat, websocket, idle, udptime, labcalc, not dns" in done.stderr
 
 
 def results(server: str, rates: list[float], cpu: float) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from support.fakes import connected
 from support.websocket import (
     BINARY,
     CLOSE,
+    CONTINUATION,
     PING,
     TEXT,
     client_frame,
@@ -273,10 +274,10 @@ def test_a_long_message_in_many_frames_is_refused_and_its_parts_not_all_kept(lab
     protocol = alice.protocol
     protocol.dataReceived(client_frame(b"y" * 1000, TEXT, fin=False))
     for _ in range(100):
-        protocol.dataReceived(client_frame(b"y" * 1000, 0x0, fin=False))
+        protocol.dataReceived(client_frame(b"y" * 1000, CONTINUATION, fin=False))
     # Whatever the peer sends, a message holds about one line, not all of it.
     assert sum(map(len, protocol._parts)) <= 2 * 1024 + 2
-    protocol.dataReceived(client_frame(b"y", 0x0, fin=True))
+    protocol.dataReceived(client_frame(b"y", CONTINUATION, fin=True))
     assert alice.heard() == ["ERROR line too long (max 1024 bytes)"]
 
 
