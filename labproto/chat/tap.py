@@ -13,12 +13,10 @@ from twisted.python import usage
 
 from labproto import ports
 from labproto.chat import limits
-from labproto.chat.metrics import room_registry
+from labproto.chat.origins import OriginPolicy, origin_key
 from labproto.chat.protocol import ChatFactory
 from labproto.chat.room import DEFAULT_MAX_USERS, ChatRoom
 from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
-from labproto.chat.web import web_site
-from labproto.chat.websocket import ChatWebSocketFactory, OriginPolicy, origin_key
 from labproto.tcpserver import (
     TCPServerOptions,
     checked_endpoint,
@@ -187,6 +185,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     ChatRoomService(room).setServiceParent(top)
     user_limits = options.user_limits()
     if options["web"] is not None:
+        # Imported only here: autobahn and Twisted Web add a sixth of a
+        # second to the start of every labchat that serves no web page.
+        from labproto.chat.metrics import room_registry
+        from labproto.chat.web import web_site
+        from labproto.chat.websocket import ChatWebSocketFactory
+
         # Listening before the TCP port, it stops after it: both stop taking
         # users before the room says goodbye.
         policy = OriginPolicy(options["web-origin"], secure=options["web"].startswith("ssl:"))
