@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.fakes import connected
 from support.websocket import (
     BINARY,
@@ -22,16 +24,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from labproto.chat.limits import UserLimits
+from labproto.chat.origins import OriginPolicy, origin_key
 from labproto.chat.protocol import ChatFactory
 from labproto.chat.room import ChatRoom
 from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
-from labproto.chat.websocket import (
-    CLOSING_GRACE,
-    ChatWebSocketFactory,
-    OriginPolicy,
-    origin_key,
-    text_frames,
-)
+from labproto.chat.websocket import CLOSING_GRACE, ChatWebSocketFactory, text_frames
 
 PROMPT = "Welcome to labchat! Please enter your name:"
 
@@ -405,3 +402,72 @@ def test_the_log_tells_a_websocket_user_from_a_tcp_one(lab: Lab, logged) -> None
     lab.browser(origin=None).logs_in("alice")
     assert "Connected ('127.0.0.1', 6000) over WebSocket" in logged.lines()
     assert "alice joined from ('127.0.0.1', 6000) over WebSocket" in logged.lines()
+
+
+# Reading whole text frames without autobahn's machinery
+
+
+def raw_frame(first: int, payload: bytes, masked: bool = True, long_length: bool = False) -> bytes:
+    """A frame as a client might send it, right or wrong: unmasked, or with a 16-bit length
+    where 7 bits would do."""
+    key = b"\x12\x34\x56\x78"
+    body = bytes(byte ^ key[index % 4] for index, byte in enumerate(payload)) if masked else payload
+    mask_bit = 0x80 if masked else 0
+    length = len(payload)
+    if length >= 126 or long_length:
+        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((first, mask_bit | length))
+    return header + (key if masked else b"") + body
+
+
+CLIENT_FRAMES = st.one_of(
+    st.text(max_size=40).map(lambda text: client_frame(text.encode())),
+    st.text(min_size=126, max_size=300).map(lambda text: client_frame(text.encode())),
+    st.binary(max_size=30).map(lambda data: client_frame(data)),
+    st.binary(max_size=10).map(lambda data: client_frame(data, BINARY)),
+    st.binary(max_size=10).map(lambda data: client_frame(data, PING)),
+    st.text(max_size=20).map(
+        lambda text: client_frame(text[:3].encode(), TEXT, fin=False)
+        + client_frame(text[3:].encode(), CONTINUATION)
+    ),
+    st.just(client_frame(b"x" * 1030)),
+    st.just(raw_frame(0x81, b"unmasked", masked=False)),
+    st.just(raw_frame(0x81, b"short", long_length=True)),
+    st.just(client_frame(b"x" * 70000)),
+)
+
+
+def session_of(frames: list[bytes], cuts: list[int], fast: bool) -> tuple[bytes, bytes, object]:
+    """What alice (on a WebSocket) and bob (on TCP) received when alice sent frames, cut into
+    chunks at cuts; with fast False, every byte goes through autobahn alone."""
+    lab = Lab(rate=0)
+    bob = lab.tcp_user("bob")
+    alice = lab.browser().logs_in("alice")
+    bob.clear()
+    if not fast:
+        alice.protocol._read_text_frames = lambda data: data
+    data = b"".join(frames)
+    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    for start, end in itertools.pairwise(points):
+        alice.protocol.dataReceived(data[start:end])
+        lab.clock.advance(0)
+    return alice.transport.value(), bob.value(), lab.room.figures
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(CLIENT_FRAMES, max_size=6), st.lists(st.integers(min_value=0), max_size=4))
+def test_reading_text_frames_first_changes_nothing_anyone_receives(
+    frames: list[bytes], cuts: list[int]
+) -> None:
+    assert session_of(frames, cuts, fast=True) == session_of(frames, cuts, fast=False)
+
+
+def test_whole_text_frames_of_a_chunk_are_read_without_autobahn(lab: Lab) -> None:
+    bob = lab.tcp_user("bob")
+    alice = lab.browser().logs_in("alice")
+    bob.clear()
+    alice.protocol.processData = None  # autobahn's parser: not to be reached
+    alice.protocol.dataReceived(client_frame(b"one") + client_frame("twø\n".encode()))
+    lab.clock.advance(0)
+    assert bob.value() == "<alice> one\r\n<alice> twø\r\n".encode()
