@@ -456,3 +456,27 @@ def test_the_websocket_cost_is_the_median_of_the_per_round_ratios_and_its_derive
     assert "\n  1000 " not in section
     assert run.websocket_cost(chat, 1000) is None
     assert run.websocket_section({}, [100]) == []
+
+
+def test_an_observer_splits_short_text_frames_as_a_tcp_one_splits_lines() -> None:
+    one, empty = websocket.server_frame(b"<u00001> m 1 2 3"), websocket.server_frame(b"")
+    assert chatload.split_short_frames(one + empty + one[:3]) == (
+        [b"<u00001> m 1 2 3", b""],
+        one[:3],
+    )
+    assert chatload.split_short_frames(b"") == ([], b"")
+    assert chatload.split_short_frames(one[:1]) == ([], one[:1])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        websocket.server_frame(b"hi") + websocket.server_frame(b"\x81\x81", websocket.PING),
+        websocket.server_frame(b"a\r\nb"),
+        websocket.server_frame(b"x" * 200),
+        b"\x01" + websocket.server_frame(b"hi"),
+        websocket.server_frame(b"hi")[:-1] + websocket.server_frame(b"hi"),
+    ],
+)
+def test_anything_but_short_text_frames_is_left_to_the_full_parse(data: bytes) -> None:
+    assert chatload.split_short_frames(data) is None
