@@ -8,7 +8,7 @@ them costs the chat nothing between scrapes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,19 +31,16 @@ class RoomCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         room = self.room
         counts = room.figures
-        online = GaugeMetricFamily(
-            "labchat_users_online", "Users logged in, by what carries them.", labels=["transport"]
-        )
-        by_kind = Counter(member.kind for member in room.members())
-        for kind in figures.TRANSPORTS:
-            online.add_metric([kind], by_kind[kind])
-        yield online
-        logins = CounterMetricFamily(
-            "labchat_logins", "Logins since the server started.", labels=["transport"]
-        )
-        for kind in figures.TRANSPORTS:
-            logins.add_metric([kind], counts.logins[kind])
-        yield logins
+        yield labelled(
+            GaugeMetricFamily("labchat_users_online", "Users logged in, by what carries them.",
+                              labels=["transport"]),
+            figures.TRANSPORTS, Counter(member.kind for member in room.members()),
+        )  # fmt: skip
+        yield labelled(
+            CounterMetricFamily("labchat_logins", "Logins since the server started.",
+                                labels=["transport"]),
+            figures.TRANSPORTS, counts.logins,
+        )  # fmt: skip
         yield CounterMetricFamily(
             "labchat_lines_relayed",
             "Messages and /me actions relayed to the room, and /msg lines to one user.",
@@ -54,17 +51,31 @@ class RoomCollector(Collector):
             "Lines handed to connections: a broadcast once per recipient.",
             value=counts.deliveries,
         )
-        disconnects = CounterMetricFamily(
-            "labchat_disconnects", "Connections ended, by why.", labels=["reason"]
-        )
-        for reason in figures.DISCONNECT_REASONS:
-            disconnects.add_metric([reason], counts.disconnects[reason])
-        yield disconnects
+        yield labelled(
+            CounterMetricFamily("labchat_disconnects", "Connections ended, by why.",
+                                labels=["reason"]),
+            figures.DISCONNECT_REASONS, counts.disconnects,
+        )  # fmt: skip
         yield CounterMetricFamily(
             "labchat_flood_dropped",
             "Lines dropped by flood control (ERROR slow down: message dropped).",
             value=counts.flood_dropped,
         )
+
+
+def labelled(
+    family: GaugeMetricFamily | CounterMetricFamily,
+    label_values: Sequence[str],
+    counts: Counter[str],
+) -> Metric:
+    """family with one sample for each of label_values, even those that count 0.
+
+    A series that appears only once its count is above 0 would make a
+    dashboard's first rate of it wrong, and hide what can happen.
+    """
+    for value in label_values:
+        family.add_metric([value], counts[value])
+    return family
 
 
 def room_registry(room: ChatRoom) -> CollectorRegistry:
