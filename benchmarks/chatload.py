@@ -392,6 +392,10 @@ class ChatLoad:
             if self.marker in line:
                 self.settled_user(user)
             return
+        self.login_line(user, line)
+
+    def login_line(self, user: User, line: bytes) -> None:
+        """One line of the login dialogue, of either transport: the prompt, then the welcome."""
         user.last_line = line
         if user.stage == "prompt":
             user.stage = "welcome"
@@ -417,18 +421,7 @@ class ChatLoad:
         user.pending += data
         while user.stage in ("prompt", "welcome") and b"\n" in user.pending:
             line, _, user.pending = user.pending.partition(b"\n")
-            user.last_line = line.rstrip(b"\r")
-            if user.stage == "prompt":
-                user.stage = "welcome"
-                self.send_line(user, user.name)
-            elif not user.last_line.startswith(b"Welcome"):
-                raise BenchmarkFailed(
-                    f"{user.name.decode()} was not welcomed: the server said {user.last_line!r}"
-                )
-            else:
-                user.stage = "settling"
-                self.logging_in -= 1
-                self.welcomed += 1
+            self.login_line(user, line.rstrip(b"\r"))
         if user.stage == "settling" and user.pending:
             data, user.pending = user.pending, b""
             self.settle(user, data)
