@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatUser, Connect, chat_server, wait_until
+from support.chat import PROMPT, ChatUser, Connect, chat_server, flood, wait_until
 from support.processes import DEADLINE, ServerProcess, resident_mib
 
 Start = Callable[..., ServerProcess]
@@ -105,40 +105,6 @@ def test_200_users_hear_every_broadcast_in_one_order(
 
 
 # About 1 KiB a message.
-FILLER = "x" * 1000
-# Messages sent at once; the talker sends more only once the readers have
-# all but the last WINDOW of them, so that the few dozen KiB in flight always
-# fit the kernel's buffers: at --sendq 64K, a reader that kept the server
-# waiting for a moment would be cut off too.
-WINDOW = 32
-
-
-def more_lines_than(count: int) -> Callable[[ChatUser], bool]:
-    """Whether a user has received more than count lines past its cursor."""
-    return lambda user: len(user.lines) - user.seen > count
-
-
-def flood(
-    talker: ChatUser,
-    readers: list[ChatUser],
-    count: int,
-    after_each_window: Callable[[], object] = lambda: None,
-) -> list[str]:
-    """Have talker send count numbered messages of about 1 KiB, as fast as readers take them.
-
-    readers, talker among them, read every line from their cursor on; the
-    lines every one of them must have heard at the end are returned.
-    """
-    for first in range(0, count, WINDOW):
-        talker.send(*(f"{number:06d} {FILLER}" for number in range(first, first + WINDOW)))
-        # All but the last window, and maybe one line that is not a message.
-        wait_until(readers, more_lines_than(first))
-        after_each_window()
-    expected = [f"<{talker.name}> {number:06d} {FILLER}" for number in range(count)]
-    wait_until(readers, lambda user: expected[-1] in user.lines[-2:])
-    return expected
-
-
 def join_slow_reader(port: int, connect: Connect, others: list[ChatUser]) -> ChatUser:
     """Log in a user who never reads, behind a small receive buffer, and wait for others to know."""
     slow = connect(port, receive_buffer=4096)

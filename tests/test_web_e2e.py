@@ -14,9 +14,9 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from prometheus_client.parser import text_string_to_metric_families
 from support.certificates import make_certificate, tls_endpoint
-from support.chat import PROMPT, ChatUser, Connect, chat_server
+from support.chat import PROMPT, ChatUser, Connect, chat_server, flood
 from support.processes import DEADLINE, LOOPBACK_TCP, ServerProcess
-from support.websocket import TEXT, handshake, server_frames
+from support.websocket import TEXT, client_frame, handshake, server_frames
 from twisted.internet import defer, endpoints, reactor, threads
 
 Servers = Callable[..., ServerProcess]
@@ -316,3 +316,34 @@ def test_the_page_has_an_icon_of_its_own(servers: Servers) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/favicon.svg", timeout=10) as icon:
         assert icon.headers["Content-Type"] == "image/svg+xml"
         assert icon.read().startswith(b"<svg ")
+
+
+def test_a_websocket_that_stops_reading_is_cut_off_past_sendq(
+    servers: Servers, connect: Connect
+) -> None:
+    server, port, web_port = web_chat(servers, "--sendq", "64K", "--rate", "0", "--quiet")
+    talker = connect(port)
+    talker.log_in("talker")
+    # A browser tab that stops reading, behind a small receive buffer.
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(DEADLINE)
+    with slow:
+        slow.connect(("127.0.0.1", web_port))
+        request, _ = handshake(host=f"127.0.0.1:{web_port}")
+        slow.sendall(request)
+        # A client waits for the server's answer before its first frame (RFC 6455, 4.1).
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 101 ")
+        slow.sendall(client_frame(b"slowtab"))
+        talker.expect("* slowtab joined")
+        # Far more than the kernel's buffers hold: the server must hold the
+        # rest, up to --sendq, and then let the tab go.
+        expected = flood(talker, [talker], 8 * 1024)
+        assert [line for line in talker.lines if line.startswith("<")] == expected
+        assert [line for line in talker.lines[talker.seen :] if not line.startswith("<")] == [
+            "* slowtab left (send queue exceeded)"
+        ]
+        server.wait_for(r"\] slowtab left \(send queue exceeded\)$")

@@ -176,3 +176,37 @@ def chat_at_a_terminal(port: int, *arguments: str) -> pexpect.spawn:
         timeout=DEADLINE,
         dimensions=(24, 80),
     )
+
+
+FILLER = "x" * 1000
+# Messages sent at once; the talker sends more only once the readers have
+# all but the last WINDOW of them, so that the few dozen KiB in flight always
+# fit the kernel's buffers: at --sendq 64K, a reader that kept the server
+# waiting for a moment would be cut off too.
+WINDOW = 32
+
+
+def more_lines_than(count: int) -> Callable[[ChatUser], bool]:
+    """Whether a user has received more than count lines past its cursor."""
+    return lambda user: len(user.lines) - user.seen > count
+
+
+def flood(
+    talker: ChatUser,
+    readers: list[ChatUser],
+    count: int,
+    after_each_window: Callable[[], object] = lambda: None,
+) -> list[str]:
+    """Have talker send count numbered messages of about 1 KiB, as fast as readers take them.
+
+    readers, talker among them, read every line from their cursor on; the
+    lines every one of them must have heard at the end are returned.
+    """
+    for first in range(0, count, WINDOW):
+        talker.send(*(f"{number:06d} {FILLER}" for number in range(first, first + WINDOW)))
+        # All but the last window, and maybe one line that is not a message.
+        wait_until(readers, more_lines_than(first))
+        after_each_window()
+    expected = [f"<{talker.name}> {number:06d} {FILLER}" for number in range(count)]
+    wait_until(readers, lambda user: expected[-1] in user.lines[-2:])
+    return expected
