@@ -6,10 +6,12 @@ line the room sends is one text frame, without its CRLF. The session, the
 room and their limits are the ones a TCP user has; this module only adapts
 frames to lines, as labproto.chat.protocol adapts a byte stream.
 
-Autobahn parses the frames and checks that text is UTF-8 (failing the
-connection with close code 1007 when it is not); the outgoing frames are
-built here, once per broadcast, because the room hands every member the
-same bytes and autobahn's sendMessage would frame them again for each.
+Autobahn does the handshake and parses every frame but the common one,
+checking that text is UTF-8 (failing the connection with close code 1007
+when it is not). A whole, masked, one-frame text message, what a chatting
+browser sends, is read here instead (see dataReceived). The outgoing frames
+are built here too, once per broadcast, because the room hands every member
+the same bytes and autobahn's sendMessage would frame them again for each.
 """
 
 from __future__ import annotations
