@@ -46,6 +46,9 @@ class FakeMember:
     def cut_off(self) -> None:
         pass
 
+    def lose_name(self, notice: bytes) -> None:
+        self.received.append(notice)
+
 
 def lines(*texts: str) -> bytes:
     """Texts as the server sends them: UTF-8 lines ending with CRLF."""

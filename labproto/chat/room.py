@@ -18,6 +18,7 @@ has waiting (see tell()).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import TypeVar, Union
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -29,6 +30,11 @@ from labproto.chat.figures import RoomFigures
 from labproto.chat.names import name_key, sort_names
 from labproto.lines import SERVER_LINE_END
 from labproto.text import printable
+
+T = TypeVar("T")
+# What a room's answer to a request may be: at once, or, when the room
+# spans several nodes and must ask the others, later.
+Answer = Union[T, Deferred[T]]  # noqa: UP007 (a generic alias of a TypeVar)
 
 DEFAULT_MAX_USERS = 1000
 # How long the people present get, at shutdown, to receive the notice
@@ -61,6 +67,14 @@ class IChatMember(Interface):
 
     def cut_off() -> None:
         """Close the connection now, whatever is still waiting to be sent."""
+
+    def lose_name(notice: bytes) -> None:  # noqa: N805
+        """The member's name went to someone else: send notice, and ask for a name again.
+
+        Only a room spread over several nodes does this, when the name was
+        taken on another node while this one had lost touch with the others.
+        The room has already let the member go.
+        """
 
 
 def encode_line(text: str) -> bytes:
@@ -117,6 +131,9 @@ class ChatRoom:
             and not self._closing
         )
 
+    def start(self) -> None:
+        """Open the room: nothing to do for a room held in this process alone."""
+
     def arrive(self, visitor: IChatMember) -> None:
         """Note a new connection, logged in or not, so that shutdown reaches it."""
         self._present.add(visitor)
@@ -139,60 +156,79 @@ class ChatRoom:
         """Every logged-in user's name, in the order every list of users shows them."""
         return sort_names([member.name for member in self._members.values()])
 
-    def join(self, member: IChatMember, name: str) -> str | None:
+    def list_names(self) -> Answer[list[str]]:
+        """The names /who lists: here, sorted_names()."""
+        return self.sorted_names()
+
+    def join(self, member: IChatMember, name: str) -> Answer[str | None]:
         """Log member in as name, or return the error line that refuses it.
 
         The member is greeted, and everyone else told. The name must already
         follow the rules (names.parse_name).
         """
-        key = name_key(name)
-        if key in self._members:
+        if name_key(name) in self._members:
             return wire.name_taken(name)
         if self.is_full() or self._closing:
             return wire.ROOM_FULL
+        count = len(self._members) + 1
+        # A join costs no sorting once the welcome line no longer lists names.
+        names = (
+            sort_names([name, *(other.name for other in self._members.values())])
+            if count <= wire.NAMES_PER_LINE
+            else []
+        )
+        self.admit(member, name, wire.welcome(name, count, names))
+        self.broadcast(wire.joined(name), exclude=member)
+        return None
+
+    def admit(self, member: IChatMember, name: str, welcome: str) -> None:
+        """Register member under name and greet it with welcome; nobody else is told."""
         member.name = name
-        self._members[key] = member
+        self._members[name_key(name)] = member
         if self._held_lines:
             # Nothing said before the join is for the newcomer.
             self._starts[member] = len(self._held_lines)
         self.log.info("{name} joined from {peer}", name=name, peer=member.peer)
         self.figures.logins[member.kind] += 1
         self.figures.deliveries += 1
-        count = len(self._members)
-        # A join costs no sorting once the welcome line no longer lists names.
-        names = self.sorted_names() if count <= wire.NAMES_PER_LINE else []
-        member.deliver(encode_line(wire.welcome(name, count, names)))
-        self.broadcast(wire.joined(name), exclude=member)
-        return None
+        member.deliver(encode_line(welcome))
 
     def leave(self, member: IChatMember, reason: str) -> None:
         """Take member out of the room, free its name, and tell everyone else why."""
+        # At shutdown everyone leaves at once: telling each about all the
+        # others would cost the square of the room's size, and say nothing.
+        if self.let_go(member, reason) and not self._closing:
+            self.broadcast(wire.left(member.name, reason))
+
+    def let_go(self, member: IChatMember, reason: str) -> bool:
+        """Take member out of the room and free its name, telling nobody; False if not in it."""
         name = member.name
-        if self._members.get(name_key(name)) is not member:
-            return
+        if not self._is_member(member):
+            return False
         del self._members[name_key(name)]
         # What was said while the member was here is still theirs to read.
         self._catch_up(member)
         self._starts.pop(member, None)
         self.log.info("{name} left ({reason})", name=name, reason=reason)
-        # At shutdown everyone leaves at once: telling each about all the
-        # others would cost the square of the room's size, and say nothing.
-        if not self._closing:
-            self.broadcast(wire.left(name, reason))
+        return True
 
-    def rename(self, member: IChatMember, new_name: str) -> str | None:
+    def rename(self, member: IChatMember, new_name: str) -> Answer[str | None]:
         """Give member a new name and tell everyone, or return the error line that refuses it."""
         old_name = member.name
-        new_key = name_key(new_name)
-        holder = self._members.get(new_key)
+        holder = self._members.get(name_key(new_name))
         if holder is not None and holder is not member:
             return wire.name_taken(new_name)
-        del self._members[name_key(old_name)]
-        self._members[new_key] = member
-        member.name = new_name
-        self.log.info("{old} is now known as {new}", old=old_name, new=new_name)
+        self.rekey(member, new_name)
         self.broadcast(wire.renamed(old_name, new_name))
         return None
+
+    def rekey(self, member: IChatMember, new_name: str) -> None:
+        """Register member under new_name instead of its old name, telling nobody."""
+        old_name = member.name
+        del self._members[name_key(old_name)]
+        self._members[name_key(new_name)] = member
+        member.name = new_name
+        self.log.info("{old} is now known as {new}", old=old_name, new=new_name)
 
     def say(self, member: IChatMember, text: str) -> None:
         """Relay member's message, already cleaned, to everyone, member included."""
@@ -200,7 +236,7 @@ class ChatRoom:
         self.figures.lines_relayed += 1
         if not self.quiet:
             self.log.info("{line}", line=printable(line))
-        self.broadcast(line)
+        self.publish(line)
 
     def act(self, member: IChatMember, text: str) -> None:
         """Relay member's /me action, already cleaned, to everyone."""
@@ -208,9 +244,13 @@ class ChatRoom:
         self.figures.lines_relayed += 1
         if not self.quiet:
             self.log.info("{line}", line=printable(line))
+        self.publish(line)
+
+    def publish(self, line: str) -> None:
+        """Send a message or action of a member to everyone."""
         self.broadcast(line)
 
-    def whisper(self, sender: IChatMember, recipient_name: str, text: str) -> str | None:
+    def whisper(self, sender: IChatMember, recipient_name: str, text: str) -> Answer[str | None]:
         """Send a /msg to one user, or return the error line that refuses it.
 
         Its text is not logged: only the two users are meant to read it.
@@ -244,8 +284,13 @@ class ChatRoom:
 
     def broadcast(self, text: str, exclude: IChatMember | None = None) -> None:
         """Send one line to every user but exclude, encoded once: the same bytes to all."""
-        line = encode_line(text)
-        self.figures.deliveries += len(self._members) - (
+        self.broadcast_encoded(encode_line(text), exclude)
+
+    def broadcast_encoded(
+        self, line: bytes, exclude: IChatMember | None = None, count: int = 1
+    ) -> None:
+        """Send count encoded lines, as one piece of bytes, to every user but exclude."""
+        self.figures.deliveries += count * len(self._members) - count * (
             exclude is not None and self._is_member(exclude)
         )
         if self._release_call is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TypeVar
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -19,8 +21,10 @@ from labproto.chat import figures, wire
 from labproto.chat.commands import split_command, split_word
 from labproto.chat.limits import TokenBucket, UserLimits
 from labproto.chat.names import parse_name
-from labproto.chat.room import ChatRoom, IChatMember, encode_line
+from labproto.chat.room import Answer, ChatRoom, IChatMember, encode_line
 from labproto.text import clean_message
+
+T = TypeVar("T")
 
 
 class IChatConnection(Interface):
@@ -73,6 +77,10 @@ class ChatSession:
         self._flood = TokenBucket(limits.burst, limits.rate, clock)
         self._flooding = False
         self._login_timer: IDelayedCall | None = None
+        # While the room works on a request that it answers later (a room
+        # spread over several nodes asks Redis), the lines read since wait
+        # here, to be handled in order once the answer has come.
+        self._unread: list[str] | None = None
 
     def start(self) -> None:
         """Greet a new connection with the login prompt, or turn it away if the room is full."""
@@ -81,11 +89,23 @@ class ChatSession:
             self._turn_away()
             return
         self.room.arrive(self)
+        self._prompt()
+
+    def _prompt(self) -> None:
         self.send_text(wire.PROMPT)
         if self.limits.login_timeout:
             self._login_timer = self.clock.callLater(
                 self.limits.login_timeout, self._login_timed_out
             )
+
+    def lose_name(self, notice: bytes) -> None:
+        """The name went to someone else while the room's nodes were apart: log in again."""
+        if self.stage is Stage.CHAT:
+            self.log.info("{name} must log in again: the name was taken", name=self.name)
+            self.name = None
+            self.stage = Stage.LOGIN
+            self.deliver(notice)
+            self._prompt()
 
     def shut_down(self, notice: bytes) -> None:
         """The server is stopping: leave the room, send notice, and close the connection."""
@@ -103,7 +123,9 @@ class ChatSession:
 
     def line_received(self, text: str) -> None:
         """Handle one line from the user: a name while logging in, then a message or command."""
-        if self.stage is Stage.CHAT:
+        if self._unread is not None:
+            self._unread.append(text)
+        elif self.stage is Stage.CHAT:
             self._chat(text)
         elif self.stage is Stage.LOGIN:
             self._log_in(text)
@@ -154,7 +176,14 @@ class ChatSession:
         if name is None:
             self.send_text(wire.INVALID_NAME)
             return
-        refusal = self.room.join(self, name)
+        self._when_answered(self.room.join(self, name), self._joined)
+
+    def _joined(self, refusal: str | None) -> None:
+        if self.stage is not Stage.LOGIN:
+            if refusal is None:
+                # The room let us in after the connection had gone.
+                self.room.leave(self, wire.CONNECTION_LOST)
+            return
         if refusal == wire.ROOM_FULL:
             self._turn_away()
         elif refusal is not None:
@@ -162,6 +191,27 @@ class ChatSession:
         else:
             self.stage = Stage.CHAT
             self._stop_login_timer()
+
+    def _when_answered(self, answer: Answer[T], then: Callable[[T], None]) -> None:
+        """Call then with the room's answer, at once or once it has come."""
+        if not isinstance(answer, Deferred):
+            then(answer)
+            return
+        self._unread = []
+
+        def answered(result: T) -> None:
+            then(result)
+            unread, self._unread = self._unread or [], None
+            for index, text in enumerate(unread):
+                if self._unread is not None:
+                    # That line asked the room something too: the rest wait again.
+                    self._unread.extend(unread[index:])
+                    return
+                self.line_received(text)
+
+        answer.addCallback(answered).addErrback(
+            lambda failure: self.log.failure("Handling the room's answer", failure)
+        )
 
     def _login_timed_out(self) -> None:
         self._login_timer = None
@@ -227,14 +277,22 @@ class ChatSession:
         if not recipient or not message:
             self.send_text(wire.usage("/msg NAME TEXT"))
             return
-        refusal = self.room.whisper(self, clean_message(recipient), message)
-        if refusal is not None:
+        self._when_answered(
+            self.room.whisper(self, clean_message(recipient), message), self._refused
+        )
+
+    def _refused(self, refusal: str | None) -> None:
+        if refusal is not None and self.stage is Stage.CHAT:
             self.send_text(refusal)
 
     def command_who(self, rest: str) -> None:
         """``/who``: the names of everyone logged in."""
-        for line in wire.who(self.room.sorted_names()):
-            self.send_text(line)
+        self._when_answered(self.room.list_names(), self._list)
+
+    def _list(self, names: list[str]) -> None:
+        if self.stage is Stage.CHAT:
+            for line in wire.who(names):
+                self.send_text(line)
 
     def command_nick(self, rest: str) -> None:
         """``/nick carol``: everyone sees ``* alice is now known as carol``."""
@@ -242,9 +300,10 @@ class ChatSession:
             self.send_text(wire.usage("/nick NAME"))
             return
         name = parse_name(rest)
-        refusal = wire.INVALID_NAME if name is None else self.room.rename(self, name)
-        if refusal is not None:
-            self.send_text(refusal)
+        if name is None:
+            self.send_text(wire.INVALID_NAME)
+        else:
+            self._when_answered(self.room.rename(self, name), self._refused)
 
     def command_help(self, rest: str) -> None:
         """``/help``: the list of commands."""
