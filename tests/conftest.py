@@ -12,6 +12,7 @@ from support.bench import start_baseline
 from support.chat import ChatConnections, ChatUser
 from support.netns import TwoHosts, two_hosts, why_no_namespaces
 from support.processes import ServerProcess, start_twistd
+from support.redis import RedisServer
 from support.system import missing
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 
@@ -136,3 +137,16 @@ def closed_tcp_port() -> Iterator[int]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port of 127.0.0.1 (RedisServer), stopped after the test.
+
+    It saves nothing, so each test gets an empty one. Without redis-server
+    the test skips and says why (in CI it fails: see support.system).
+    """
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -6,13 +6,13 @@
 # Makes (or reuses) the virtual environment .venv with the package and its
 # test extra, then runs the linters, the type checker, the documentation
 # build and every test. Run as root, it first installs the system programs
-# some tests use (network namespaces, packet capture, nc, a headless browser);
-# without them those tests skip and say why.
+# some tests use (network namespaces, packet capture, nc, a headless browser,
+# Redis); without them those tests skip and say why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
-system_packages=(iproute2 tshark netcat-openbsd chromium chromium-driver)
+system_packages=(iproute2 tshark netcat-openbsd chromium chromium-driver redis-server)
 # Debian splits venv's pip bootstrap out of its python3: without it,
 # "python3 -m venv" makes a .venv that has no pip.
 "$python" -c 'import ensurepip' 2>/dev/null || system_packages+=(python3-venv)
