@@ -15,6 +15,7 @@ from labproto import ports
 from labproto.chat import limits
 from labproto.chat.origins import OriginPolicy, origin_key
 from labproto.chat.protocol import ChatFactory
+from labproto.chat.redisurl import parse_redis_url
 from labproto.chat.room import DEFAULT_MAX_USERS, ChatRoom
 from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
 from labproto.tcpserver import (
@@ -25,6 +26,8 @@ from labproto.tcpserver import (
     tcp_service,
 )
 
+DEFAULT_ROOM = "lobby"
+ROOM_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 _SIZE = re.compile(r"([0-9]+)\s*(k|kib|m|mib)?", re.IGNORECASE)
 _UNITS = {None: 1, "k": 1024, "kib": 1024, "m": 1024 * 1024, "mib": 1024 * 1024}
 
@@ -53,14 +56,15 @@ class Options(TCPServerOptions):
 
     synopsis = (
         "[--port N|ENDPOINT] [--max-line N] [--login-timeout S] [--burst N] [--rate N] "
-        "[--sendq BYTES] [--max-users N] [--web ENDPOINT [--web-origin ORIGINS]] [--quiet]"
-        " [--trace]"
+        "[--sendq BYTES] [--max-users N] [--web ENDPOINT [--web-origin ORIGINS]] "
+        "[--redis URL [--room NAME]] [--quiet] [--trace]"
     )
     longdesc = (
         "The lab's TCP chat room: everyone who connects picks a name and talks to "
         "everyone else; /help lists the commands. Join it with: "
         "labproto chat --host THIS-HOST (or nc THIS-HOST 43389). With --web tcp:8080, "
-        "browsers join the same room at http://THIS-HOST:8080/."
+        "browsers join the same room at http://THIS-HOST:8080/. With --redis, every "
+        "labchat given the same Redis and --room is one room."
     )
     optFlags = [["quiet", "q", "Do not log each message (joins, leaves and renames still are)."]]
     optParameters = listening_parameters(ports.LABCHAT) + [
@@ -99,6 +103,14 @@ class Options(TCPServerOptions):
             "Comma-separated origins (https://lab.example.org) whose pages may open the "
             "WebSocket, or * for any; by default only the page's own origin.",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Share the room with every other labchat given this Redis and --room: "
+            "redis://HOST[:PORT][/DB]. Off unless given: the room is this process's alone.",
+        ],
+        ["room", None, DEFAULT_ROOM, "The name of the room in Redis (letters, digits, _ . -)."],
     ]
 
     def postOptions(self) -> None:
@@ -131,6 +143,15 @@ class Options(TCPServerOptions):
         if origins and self["web"] is None:
             raise usage.UsageError("--web-origin needs --web: there is no web page without it")
         self["web-origin"] = origins
+        if self["redis"] is not None:
+            try:
+                self["redis"] = parse_redis_url(self["redis"])
+            except ValueError as error:
+                raise usage.UsageError(f"--redis: {error}") from None
+        if not re.fullmatch(ROOM_PATTERN, self["room"]):
+            raise usage.UsageError(
+                f"--room takes 1 to 64 letters, digits, _, . or -, not {self['room']!r}"
+            )
 
     def user_limits(self) -> limits.UserLimits:
         """The per-user limits these options set."""
@@ -153,6 +174,7 @@ class ChatRoomService(Service):
 
     def startService(self) -> None:
         super().startService()
+        self.room.start()
         before, after = limits.raise_open_file_limit()
         if after > before:
             self.log.info(
@@ -173,12 +195,31 @@ class ChatRoomService(Service):
         return self.room.shut_down()
 
 
+def chat_room(options: Options, reactor: Any) -> ChatRoom:
+    """The room of this process alone, or its part of a room shared through Redis."""
+    if options["redis"] is None:
+        return ChatRoom(reactor, max_users=options["max-users"], quiet=options["quiet"])
+    from labproto.chat.backplane import RedisBackplane, new_node_name
+    from labproto.chat.sharedroom import SharedRoom
+
+    node = new_node_name()
+    address = options["redis"]
+    return SharedRoom(
+        reactor,
+        RedisBackplane(reactor, address, options["room"], node),
+        node,
+        where=f"{address} room {options['room']}",
+        max_users=options["max-users"],
+        quiet=options["quiet"],
+    )
+
+
 def makeService(options: Options, reactor: Any = None) -> MultiService:
     """Serve labchat on the endpoint of options, with the limits they set."""
     if reactor is None:
         from twisted.internet import reactor
     clock: IReactorTime = reactor
-    room = ChatRoom(clock, max_users=options["max-users"], quiet=options["quiet"])
+    room = chat_room(options, reactor)
     top = MultiService()
     # Services stop in the reverse order of their start: the port stops
     # accepting first, so nobody joins the room while it says goodbye.

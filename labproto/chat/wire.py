@@ -23,6 +23,10 @@ ROOM_FULL = "ERROR room full"
 LOGIN_TIMED_OUT = "ERROR login timed out"
 SLOW_DOWN = "ERROR slow down: message dropped"
 SHUTTING_DOWN = "* server shutting down"
+# A room spread over several nodes (--redis) that has lost Redis, and found it again.
+BACKPLANE_UNAVAILABLE = "* backplane unavailable, reconnecting"
+BACKPLANE_RESTORED = "* backplane restored"
+ROOM_UNAVAILABLE = "ERROR room unavailable, try again"
 HELP = (
     "Commands: /me ACTION, /msg NAME TEXT, /who, /nick NAME, /help, /quit [REASON]",
     "Any other line is a message to everyone; start it with // to send one that begins with /",
@@ -33,6 +37,7 @@ QUIT = "quit"
 CONNECTION_LOST = "connection lost"
 SEND_QUEUE_EXCEEDED = "send queue exceeded"
 SERVER_SHUTTING_DOWN = "server shutting down"
+NODE_LOST = "node lost"
 
 # A longer room is counted in the welcome line and listed over several lines by /who.
 NAMES_PER_LINE = 20
@@ -41,6 +46,11 @@ NAMES_PER_LINE = 20
 def name_taken(name: str) -> str:
     """The refusal of a name someone else has, quoted as the client typed it."""
     return f"ERROR name taken: {name}"
+
+
+def name_lost(name: str) -> str:
+    """Why a user must log in again after a lost backplane: another node gave their name away."""
+    return f"* your name {name} was taken on another node while the backplane was down"
 
 
 def unknown_command(command: str) -> str:

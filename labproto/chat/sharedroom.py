@@ -1,0 +1,444 @@
+"""A chat room spread over several labchat nodes that share one Redis (``--redis``).
+
+Each node keeps the users connected to it in the ChatRoom it extends, and
+delivers to them as a single node does. What the room must agree on goes
+through Redis (see redisscripts): who has which name, and the order of
+the room's lines. A node never delivers a line of the room straight to
+its users: it sends it to Redis, and delivers it when it comes back on
+the room's channel, in the order Redis gave it, which is the same on
+every node. All that one node asks of Redis in one reactor turn goes in
+one script run, and comes back as one message.
+
+A node that dies without a goodbye stops beating: after NODE_TTL another
+node's heartbeat finds it, frees its names and tells the room its users
+left (node lost). A node that loses Redis tells its users once, keeps
+them, refuses logins and renames, relays their lines among themselves,
+and tries again with exponential backoff; once back, it registers its
+users' names again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from labproto.chat import wire
+from labproto.chat.backplane import IBackplane, Operation, template
+from labproto.chat.names import name_key, sort_names
+from labproto.chat.room import DEFAULT_MAX_USERS, Answer, ChatRoom, IChatMember, encode_line
+
+# A node beats every HEARTBEAT seconds, and counts as lost NODE_TTL seconds
+# after its last beat: its users' leaves are then told at the next beat of
+# another node, at most NODE_TTL + HEARTBEAT = 15 s after it died.
+HEARTBEAT = 5.0
+NODE_TTL = 10.0
+# Retries after Redis is lost wait FIRST_RETRY seconds, then twice as long
+# each time, up to LAST_RETRY.
+FIRST_RETRY = 0.5
+LAST_RETRY = 10.0
+# How long a stopping node waits for Redis to hear its users leave.
+GOODBYE_GRACE = 3.0
+
+# Answers of the scripts (redisscripts).
+REFUSED, DONE = 0, 1
+KEPT, REJOINED = 1, 2
+
+_RECORD = b"\x01"
+
+
+class SharedRoom(ChatRoom):
+    """The part of a room spread over nodes that lives in this node."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        backplane: IBackplane,
+        node: str,
+        where: str,
+        max_users: int = DEFAULT_MAX_USERS,
+        quiet: bool = False,
+    ) -> None:
+        super().__init__(clock, max_users=max_users, quiet=quiet)
+        self.backplane = backplane
+        self.node = node
+        # The Redis and room, for the log.
+        self.where = where
+        self.up = False
+        self._outage = False
+        self._retry_delay = FIRST_RETRY
+        self._retry_call: IDelayedCall | None = None
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = clock
+        self._serials = itertools.count(1)
+        # Logins and renames sent to Redis, by serial, until their record
+        # comes back on the channel (or Redis refuses them).
+        self._claims: dict[str, tuple[IChatMember, Deferred[str | None]]] = {}
+        self._renames: dict[str, tuple[IChatMember, Deferred[str | None]]] = {}
+        self._renaming: dict[IChatMember, str] = {}
+        self._listings: dict[str, Deferred[list[str]]] = {}
+        # What this reactor turn has for Redis, and who waits for which answer.
+        self._operations: list[Operation] = []
+        self._answered: list[Callable[[int | None], None]] = []
+        self._flush_call: IDelayedCall | None = None
+        # Users who left while Redis was away: (key, the line that says so).
+        self._departed: list[tuple[str, bytes]] = []
+
+    # Redis, found and lost.
+
+    def start(self) -> None:
+        self.log.info("Node {node} joining {where}", node=self.node, where=self.where)
+        self._connect()
+
+    def _connect(self) -> None:
+        self._retry_call = None
+        connecting = self.backplane.connect(self.lines_received, self._lost)
+        connecting.addCallback(lambda _: self._rejoin()).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        self.backplane.disconnect()
+        if self._closing:
+            return
+        self.log.warn(
+            "Redis unreachable at {where} ({why}): trying again in {delay:g} s",
+            where=self.where,
+            why=failure.getErrorMessage(),
+            delay=self._retry_delay,
+        )
+        self._outage = True
+        self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
+        self._retry_delay = min(2 * self._retry_delay, LAST_RETRY)
+
+    def _lost(self, why: str) -> None:
+        if not self.up:
+            return
+        self.up = False
+        self._outage = True
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        self.log.warn(
+            "Lost Redis at {where} ({why}): {count} users told, reconnecting",
+            where=self.where,
+            why=why,
+            count=len(self),
+        )
+        self._take_back_unsent()
+        for _, waiting in [*self._claims.values(), *self._renames.values()]:
+            waiting.callback(wire.ROOM_UNAVAILABLE)
+        self._claims.clear()
+        self._renames.clear()
+        self._renaming.clear()
+        listings, self._listings = self._listings, {}
+        for listing in listings.values():
+            listing.callback(self.sorted_names())
+        if not self._closing:
+            self.broadcast(wire.BACKPLANE_UNAVAILABLE)
+            self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
+            self._retry_delay = min(2 * self._retry_delay, LAST_RETRY)
+
+    def _take_back_unsent(self) -> None:
+        """What never reached Redis is done here alone: lines relayed, leaves noted."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        operations, answered = self._operations, self._answered
+        self._operations, self._answered = [], []
+        for operation in operations:
+            if operation[0] == "L":
+                self.broadcast_encoded(_as_bytes(operation[1]))
+            elif operation[0] == "X":
+                self._departed.append((str(operation[1]), _as_bytes(operation[2])))
+                self.broadcast_encoded(_as_bytes(operation[2]))
+        for answer in answered:
+            answer(None)
+
+    def _rejoin(self) -> Deferred[None]:
+        users = list(self._members.items())
+        departed, self._departed = self._departed, []
+        rejoining = self.backplane.rejoin(
+            NODE_TTL,
+            template(wire.joined),
+            template(lambda name: wire.left(name, wire.CONNECTION_LOST)),
+            [(key, member.name) for key, member in users],
+            departed,
+        )
+        return rejoining.addCallback(self._rejoined, [member for _, member in users])
+
+    def _rejoined(self, answers: list[int], members: list[IChatMember]) -> None:
+        was_out, self._outage = self._outage, False
+        self.up = True
+        self._retry_delay = FIRST_RETRY
+        if not self._heartbeat.running:
+            self._heartbeat.start(HEARTBEAT, now=False)
+        taken = [
+            member
+            for member, answer in zip(members, answers, strict=False)
+            if answer == REFUSED and self._is_member(member)
+        ]
+        self.log.info(
+            "In room {where} as node {node}; users here: {count}, names lost: {taken}",
+            where=self.where,
+            node=self.node,
+            count=len(self),
+            taken=len(taken),
+        )
+        # Leaves noted since the rejoin was sent go now.
+        for key, line in self._departed:
+            self._send(("X", key, line))
+        self._departed = []
+        for member in taken:
+            self.let_go(member, "name taken meanwhile")
+            member.lose_name(encode_line(wire.name_lost(member.name)))
+        if was_out:
+            self.broadcast(wire.BACKPLANE_RESTORED)
+
+    def _beat(self) -> None:
+        beating = self.backplane.heartbeat(
+            NODE_TTL, template(lambda name: wire.left(name, wire.NODE_LOST))
+        )
+        beating.addCallbacks(self._beaten, lambda failure: None)
+
+    def _beaten(self, alive: int) -> None:
+        if alive == REFUSED and self.up:
+            self.log.warn("The other nodes gave this node up for lost: registering its users again")
+            self._rejoin().addErrback(lambda failure: None)
+
+    # The room's requests, sent to Redis once a reactor turn.
+
+    def _send(
+        self, operation: Operation, answered: Callable[[int | None], None] | None = None
+    ) -> None:
+        self._operations.append(operation)
+        if answered is not None:
+            self._answered.append(answered)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        operations, answered = self._operations, self._answered
+        if not operations:
+            return
+        self._operations, self._answered = [], []
+
+        def answer(results: list[int]) -> None:
+            for each, result in zip(answered, results, strict=False):
+                each(result)
+
+        def fail(failure: Failure) -> None:
+            # The link reports the loss itself; this only unblocks the waiting.
+            for each in answered:
+                each(None)
+
+        self.backplane.flush(operations).addCallbacks(answer, fail)
+
+    # What the channel brings.
+
+    def lines_received(self, message: bytes) -> None:
+        """Deliver one message of the room's channel, in the order it came."""
+        self.hold()
+        if _RECORD not in message:
+            self.broadcast_encoded(message, count=message.count(b"\n"))
+            return
+        for record in message.split(b"\r\n")[:-1]:
+            if not record.startswith(_RECORD):
+                self.broadcast_encoded(record + b"\r\n")
+            elif record[1:2] == b"J":
+                self._joined(*record[2:].decode().split("\t"))
+            elif record[1:2] == b"R":
+                self._renamed(*record[2:].decode().split("\t"))
+            elif record[1:2] == b"N":
+                self._listed(*record[2:].decode().split("\t"))
+            elif record[1:2] == b"T":
+                node, key, line = record[2:].split(b"\t", 2)
+                member = self._members.get(key.decode())
+                if node.decode() == self.node and member is not None:
+                    self.tell(member, line + b"\r\n")
+
+    def _joined(self, node: str, serial: str, name: str, count: str, listed: str) -> None:
+        claim = self._claims.pop(serial, None) if node == self.node else None
+        if claim is None:
+            self.broadcast(wire.joined(name))
+            return
+        member, waiting = claim
+        names = sort_names(listed.split(",")) if listed else []
+        self.admit(member, name, wire.welcome(name, int(count), names))
+        self.broadcast(wire.joined(name), exclude=member)
+        waiting.callback(None)
+
+    def _renamed(self, node: str, serial: str, name: str) -> None:
+        rename = self._renames.pop(serial, None) if node == self.node else None
+        if rename is not None:
+            member, waiting = rename
+            self._renaming.pop(member, None)
+            if self._is_member(member):
+                self.rekey(member, name)
+            waiting.callback(None)
+
+    def _listed(self, node: str, serial: str, listed: str) -> None:
+        listing = self._listings.pop(serial, None) if node == self.node else None
+        if listing is not None:
+            listing.callback(sort_names(listed.split(",")) if listed else [])
+
+    # The room's operations, as ChatRoom has them.
+
+    def is_full(self) -> bool:
+        return len(self._members) + len(self._claims) >= self.max_users
+
+    def join(self, member: IChatMember, name: str) -> Answer[str | None]:
+        if self.is_full() or self._closing:
+            return wire.ROOM_FULL
+        if not self.up:
+            return wire.ROOM_UNAVAILABLE
+        serial = str(next(self._serials))
+        waiting: Deferred[str | None] = Deferred()
+        self._claims[serial] = (member, waiting)
+
+        def answered(claimed: int | None) -> None:
+            # Taken, the name is refused here; given, its record on the
+            # channel lets the member in, in the room's order.
+            if claimed != DONE and self._claims.pop(serial, None) is not None:
+                waiting.callback(
+                    wire.name_taken(name) if claimed == REFUSED else wire.ROOM_UNAVAILABLE
+                )
+
+        self._send(("C", serial, name_key(name), name), answered)
+        return waiting
+
+    def leave(self, member: IChatMember, reason: str) -> None:
+        name = member.name
+        if not self.let_go(member, reason):
+            return
+        leaving = [name]
+        renaming = self._renaming.pop(member, None)
+        if renaming is not None:
+            # Whichever of the two names Redis gives it, it must let go.
+            leaving.append(renaming)
+        for each in leaving:
+            line = encode_line(wire.left(each, reason))
+            if self.up:
+                self._send(("X", name_key(each), line))
+            else:
+                self._departed.append((name_key(each), line))
+        if not self.up and not self._closing:
+            self.broadcast(wire.left(name, reason))
+
+    def rename(self, member: IChatMember, new_name: str) -> Answer[str | None]:
+        holder = self._members.get(name_key(new_name))
+        if holder is not None and holder is not member:
+            return wire.name_taken(new_name)
+        if not self.up:
+            return wire.ROOM_UNAVAILABLE
+        old_name = member.name
+        serial = str(next(self._serials))
+        waiting: Deferred[str | None] = Deferred()
+        self._renames[serial] = (member, waiting)
+        self._renaming[member] = new_name
+
+        def answered(renamed: int | None) -> None:
+            if renamed != DONE and self._renames.pop(serial, None) is not None:
+                self._renaming.pop(member, None)
+                waiting.callback(
+                    wire.name_taken(new_name) if renamed == REFUSED else wire.ROOM_UNAVAILABLE
+                )
+
+        line = encode_line(wire.renamed(old_name, new_name))
+        self._send(("R", serial, name_key(old_name), name_key(new_name), new_name, line), answered)
+        return waiting
+
+    def publish(self, line: str) -> None:
+        if self.up:
+            self._send(("L", encode_line(line)))
+        else:
+            self.broadcast(line)
+
+    def whisper(self, sender: IChatMember, recipient_name: str, text: str) -> Answer[str | None]:
+        if not self.up:
+            return super().whisper(sender, recipient_name, text)
+        waiting: Deferred[str | None] = Deferred()
+        sent_before, sent_after = template(lambda name: wire.whisper_sent(name, text))
+
+        def answered(sent: int | None) -> None:
+            if sent == DONE:
+                self.figures.lines_relayed += 1
+                if not self.quiet:
+                    self.log.info(
+                        "{sender} sent {recipient} a private message",
+                        sender=sender.name,
+                        recipient=recipient_name,
+                    )
+                waiting.callback(None)
+            else:
+                waiting.callback(
+                    wire.no_such_user(recipient_name) if sent == REFUSED else wire.ROOM_UNAVAILABLE
+                )
+
+        operation = (
+            "W",
+            name_key(recipient_name),
+            encode_line(wire.whispered(sender.name, text)),
+            sent_before,
+            sent_after,
+            name_key(sender.name),
+        )
+        self._send(operation, answered)
+        return waiting
+
+    def list_names(self) -> Answer[list[str]]:
+        if not self.up:
+            return self.sorted_names()
+        serial = str(next(self._serials))
+        listing = self._listings[serial] = Deferred()
+
+        def answered(done: int | None) -> None:
+            # Done, the names come on the channel; failed, only ours are known.
+            if done != DONE and self._listings.pop(serial, None) is not None:
+                listing.callback(self.sorted_names())
+
+        self._send(("N", serial), answered)
+        return listing
+
+    # Stopping.
+
+    def shut_down(self) -> Deferred[None]:
+        emptied = super().shut_down()
+        return emptied.addCallback(lambda _: self._say_goodbye())
+
+    def _say_goodbye(self) -> Deferred[Any] | None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        if not self.up:
+            self.backplane.disconnect()
+            return None
+        self.up = False
+        # The leaves of this node's users go before the node does.
+        self._flush()
+        leaving = self.backplane.goodbye(
+            template(lambda name: wire.left(name, wire.SERVER_SHUTTING_DOWN))
+        )
+        leaving.addTimeout(GOODBYE_GRACE, self.clock)
+
+        def done(result: object) -> None:
+            if isinstance(result, Failure):
+                self.log.warn(
+                    "Redis did not hear this node leave ({why}): the others will give it "
+                    "up for lost within {bound:g} s",
+                    why=result.getErrorMessage(),
+                    bound=NODE_TTL + HEARTBEAT,
+                )
+            else:
+                self.log.info("Node {node} left {where}", node=self.node, where=self.where)
+            self.backplane.disconnect()
+
+        return leaving.addBoth(done)
+
+
+def _as_bytes(argument: object) -> bytes:
+    return argument if isinstance(argument, bytes) else str(argument).encode()
