@@ -9,7 +9,7 @@ the room's channel, in the order Redis gave it, which is the same on
 every node. All that one node asks of Redis in one reactor turn goes in
 one script run, and comes back as one message.
 
-A node that dies without a goodbye stops beating: after NODE_TTL another
+A node that dies without a goodbye stops beating: within LOST_AFTER another
 node's heartbeat finds it, frees its names and tells the room its users
 left (node lost). A node that loses Redis tells its users once, keeps
 them, refuses logins and renames, relays their lines among themselves,
@@ -33,11 +33,11 @@ from labproto.chat.backplane import IBackplane, Operation, template
 from labproto.chat.names import name_key, sort_names
 from labproto.chat.room import DEFAULT_MAX_USERS, Answer, ChatRoom, IChatMember, encode_line
 
-# A node beats every HEARTBEAT seconds, and counts as lost NODE_TTL seconds
-# after its last beat: its users' leaves are then told at the next beat of
-# another node, at most NODE_TTL + HEARTBEAT = 15 s after it died.
-HEARTBEAT = 5.0
-NODE_TTL = 10.0
+# A node that stops beating has its users' leaves told within this many
+# seconds (--lost-after): it beats every third of it, and counts as lost
+# two thirds of it after its last beat, so that the next beat of another
+# node finds it by then.
+LOST_AFTER = 15.0
 # Retries after Redis is lost wait FIRST_RETRY seconds, then twice as long
 # each time, up to LAST_RETRY.
 FIRST_RETRY = 0.5
@@ -63,8 +63,11 @@ class SharedRoom(ChatRoom):
         where: str,
         max_users: int = DEFAULT_MAX_USERS,
         quiet: bool = False,
+        lost_after: float = LOST_AFTER,
     ) -> None:
         super().__init__(clock, max_users=max_users, quiet=quiet)
+        self.heartbeat = lost_after / 3
+        self.node_ttl = 2 * lost_after / 3
         self.backplane = backplane
         self.node = node
         # The Redis and room, for the log.
@@ -161,7 +164,7 @@ class SharedRoom(ChatRoom):
         users = list(self._members.items())
         departed, self._departed = self._departed, []
         rejoining = self.backplane.rejoin(
-            NODE_TTL,
+            self.node_ttl,
             template(wire.joined),
             template(lambda name: wire.left(name, wire.CONNECTION_LOST)),
             [(key, member.name) for key, member in users],
@@ -174,7 +177,7 @@ class SharedRoom(ChatRoom):
         self.up = True
         self._retry_delay = FIRST_RETRY
         if not self._heartbeat.running:
-            self._heartbeat.start(HEARTBEAT, now=False)
+            self._heartbeat.start(self.heartbeat, now=False)
         taken = [
             member
             for member, answer in zip(members, answers, strict=False)
@@ -199,7 +202,7 @@ class SharedRoom(ChatRoom):
 
     def _beat(self) -> None:
         beating = self.backplane.heartbeat(
-            NODE_TTL, template(lambda name: wire.left(name, wire.NODE_LOST))
+            self.node_ttl, template(lambda name: wire.left(name, wire.NODE_LOST))
         )
         beating.addCallbacks(self._beaten, lambda failure: None)
 
@@ -431,7 +434,7 @@ class SharedRoom(ChatRoom):
                     "Redis did not hear this node leave ({why}): the others will give it "
                     "up for lost within {bound:g} s",
                     why=result.getErrorMessage(),
-                    bound=NODE_TTL + HEARTBEAT,
+                    bound=self.heartbeat + self.node_ttl,
                 )
             else:
                 self.log.info("Node {node} left {where}", node=self.node, where=self.where)

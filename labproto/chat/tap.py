@@ -18,6 +18,7 @@ from labproto.chat.protocol import ChatFactory
 from labproto.chat.redisurl import parse_redis_url
 from labproto.chat.room import DEFAULT_MAX_USERS, ChatRoom
 from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
+from labproto.chat.sharedroom import LOST_AFTER
 from labproto.tcpserver import (
     TCPServerOptions,
     checked_endpoint,
@@ -57,7 +58,7 @@ class Options(TCPServerOptions):
     synopsis = (
         "[--port N|ENDPOINT] [--max-line N] [--login-timeout S] [--burst N] [--rate N] "
         "[--sendq BYTES] [--max-users N] [--web ENDPOINT [--web-origin ORIGINS]] "
-        "[--redis URL [--room NAME]] [--quiet] [--trace]"
+        "[--redis URL [--room NAME] [--lost-after S]] [--quiet] [--trace]"
     )
     longdesc = (
         "The lab's TCP chat room: everyone who connects picks a name and talks to "
@@ -111,6 +112,13 @@ class Options(TCPServerOptions):
             "redis://HOST[:PORT][/DB]. Off unless given: the room is this process's alone.",
         ],
         ["room", None, DEFAULT_ROOM, "The name of the room in Redis (letters, digits, _ . -)."],
+        [
+            "lost-after",
+            None,
+            f"{LOST_AFTER:g}",
+            "Seconds within which the users of a node that stops without a goodbye are "
+            "told to the room as gone (with --redis).",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -148,6 +156,7 @@ class Options(TCPServerOptions):
                 self["redis"] = parse_redis_url(self["redis"])
             except ValueError as error:
                 raise usage.UsageError(f"--redis: {error}") from None
+        self["lost-after"] = _number(self["lost-after"], "lost-after", 0.3)
         if not re.fullmatch(ROOM_PATTERN, self["room"]):
             raise usage.UsageError(
                 f"--room takes 1 to 64 letters, digits, _, . or -, not {self['room']!r}"
@@ -199,7 +208,8 @@ def chat_room(options: Options, reactor: Any) -> ChatRoom:
     """The room of this process alone, or its part of a room shared through Redis."""
     if options["redis"] is None:
         return ChatRoom(reactor, max_users=options["max-users"], quiet=options["quiet"])
-    from labproto.chat.backplane import RedisBackplane, new_node_name
+    from labproto.chat.backplane import new_node_name
+    from labproto.chat.redislink import RedisBackplane
     from labproto.chat.sharedroom import SharedRoom
 
     node = new_node_name()
@@ -211,6 +221,7 @@ def chat_room(options: Options, reactor: Any) -> ChatRoom:
         where=f"{address} room {options['room']}",
         max_users=options["max-users"],
         quiet=options["quiet"],
+        lost_after=options["lost-after"],
     )
 
 
