@@ -23,7 +23,10 @@ from twisted.web.server import Site
 from labproto.chat import limits, tap
 from labproto.chat.limits import UserLimits, raise_open_file_limit
 from labproto.chat.protocol import ChatFactory, ChatProtocol
+from labproto.chat.redislink import RedisBackplane
+from labproto.chat.redisurl import RedisAddress
 from labproto.chat.room import ChatRoom
+from labproto.chat.sharedroom import SharedRoom
 from labproto.chat.web import MetricsPage
 from labproto.chat.websocket import ChatWebSocketResource
 
@@ -496,4 +499,56 @@ def test_web_origins_are_parsed_into_a_list() -> None:
     ],
 )
 def test_a_bad_web_option_is_a_usage_error_naming_it(argv: list[str], message: str) -> None:
+    assert refusal(*argv).startswith(message)
+
+
+# One room over several nodes (--redis)
+
+
+def test_without_redis_the_room_is_this_process_alone() -> None:
+    _, factory, _ = made()
+    assert parsed()["redis"] is None
+    assert type(factory.room) is ChatRoom
+
+
+def test_redis_makes_the_room_this_node_s_part_of_a_shared_room() -> None:
+    _, factory, reactor = made(
+        "--redis", "redis://:s3cret@lab.example.org:6380/2", "--room", "cs101", "--lost-after", "6"
+    )
+    room = factory.room
+    assert isinstance(room, SharedRoom)
+    link = room.backplane
+    assert isinstance(link, RedisBackplane)
+    assert link.address == RedisAddress("lab.example.org", 6380, 2, "s3cret")
+    assert link.keys.channel == "labchat:cs101:lines"
+    assert link.node == room.node
+    # The password never reaches the log.
+    assert room.where == "redis://lab.example.org:6380/2 room cs101"
+    assert (room.heartbeat, room.node_ttl) == (2, 4)
+
+
+def test_the_room_is_lobby_and_a_dead_node_is_told_within_15_seconds_by_default() -> None:
+    options = parsed("--redis", "redis://127.0.0.1")
+    assert options["room"] == "lobby"
+    assert options["redis"] == RedisAddress("127.0.0.1", 6379, 0, None)
+    assert options["lost-after"] == 15
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--redis", "http://127.0.0.1:6379"],
+            "--redis: expected redis://HOST[:PORT][/DB], not 'http://127.0.0.1:6379'",
+        ),
+        (["--redis", "redis://h:port"], "--redis: the port of 'redis://h:port' is not a port"),
+        (
+            ["--redis", "redis://h/zero"],
+            "--redis: the database of 'redis://h/zero' must be a number",
+        ),
+        (["--room", "a room"], "--room takes 1 to 64 letters, digits, _, . or -, not 'a room'"),
+        (["--lost-after", "0"], "--lost-after must be a number from 0.3 up, not '0'"),
+    ],
+)
+def test_a_bad_redis_option_is_a_usage_error_naming_it(argv: list[str], message: str) -> None:
     assert refusal(*argv).startswith(message)
