@@ -29,6 +29,9 @@ What the room holds, for a room R (the keys' names are in backplane.RoomKeys):
   - ``\\x01N NODE SERIAL NAMES``: the answer to NODE's /who SERIAL, which comes
     this way, not as the script's answer, so that it reaches the user after
     every line the user sent before it.
+  - ``\\x01O NODE LINE``: LINE for the users of every node but NODE, which
+    told its own already (the leaves it saw while cut off from Redis; the
+    node hands a script this record in place of the line).
 
   The fields are separated by TAB, which no name can hold; LINE comes last.
 
@@ -126,12 +129,15 @@ while i <= #ARGV do
     local serial, old, new = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     local name, line = ARGV[i + 4], ARGV[i + 5]
     local renamed = false
-    if old == new then
+    if old == new and holder(new) == node then
       redis.call('HSET', names, new, node .. '\\t' .. name)
       renamed = true
     elseif claim(new, name) then
-      redis.call('HDEL', names, old)
-      redis.call('SREM', owned, old)
+      -- The old name may be another node's by now, if this one was given up for lost.
+      if old ~= new then
+        if holder(old) == node then redis.call('HDEL', names, old) end
+        redis.call('SREM', owned, old)
+      end
       renamed = true
     end
     if renamed then

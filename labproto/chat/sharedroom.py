@@ -89,7 +89,8 @@ class SharedRoom(ChatRoom):
         self._operations: list[Operation] = []
         self._answered: list[Callable[[int | None], None]] = []
         self._flush_call: IDelayedCall | None = None
-        # Users who left while Redis was away: (key, the line that says so).
+        # Users who left while Redis was away: (key, the record that tells
+        # the other nodes so; this node's users were told at once).
         self._departed: list[tuple[str, bytes]] = []
 
     # Redis, found and lost.
@@ -155,8 +156,9 @@ class SharedRoom(ChatRoom):
             if operation[0] == "L":
                 self.broadcast_encoded(_as_bytes(operation[1]))
             elif operation[0] == "X":
-                self._departed.append((str(operation[1]), _as_bytes(operation[2])))
-                self.broadcast_encoded(_as_bytes(operation[2]))
+                line = _as_bytes(operation[2])
+                self._departed.append((str(operation[1]), self._told_here(line)))
+                self.broadcast_encoded(line)
         for answer in answered:
             answer(None)
 
@@ -170,7 +172,15 @@ class SharedRoom(ChatRoom):
             [(key, member.name) for key, member in users],
             departed,
         )
-        return rejoining.addCallback(self._rejoined, [member for _, member in users])
+
+        def failed(failure: Failure) -> Failure:
+            # Redis may never have heard of these leaves: they go with the next try.
+            self._departed[:0] = departed
+            return failure
+
+        return rejoining.addCallbacks(
+            self._rejoined, failed, callbackArgs=([member for _, member in users],)
+        )
 
     def _rejoined(self, answers: list[int], members: list[IChatMember]) -> None:
         was_out, self._outage = self._outage, False
@@ -257,11 +267,19 @@ class SharedRoom(ChatRoom):
                 self._renamed(*record[2:].decode().split("\t"))
             elif record[1:2] == b"N":
                 self._listed(*record[2:].decode().split("\t"))
+            elif record[1:2] == b"O":
+                node, line = record[2:].split(b"\t", 1)
+                if node.decode() != self.node:
+                    self.broadcast_encoded(line + b"\r\n")
             elif record[1:2] == b"T":
                 node, key, line = record[2:].split(b"\t", 2)
                 member = self._members.get(key.decode())
                 if node.decode() == self.node and member is not None:
                     self.tell(member, line + b"\r\n")
+
+    def _told_here(self, line: bytes) -> bytes:
+        """A line this node's users have read already, as a record for the other nodes' alone."""
+        return _RECORD + b"O" + self.node.encode() + b"\t" + line
 
     def _joined(self, node: str, serial: str, name: str, count: str, listed: str) -> None:
         claim = self._claims.pop(serial, None) if node == self.node else None
@@ -327,7 +345,7 @@ class SharedRoom(ChatRoom):
             if self.up:
                 self._send(("X", name_key(each), line))
             else:
-                self._departed.append((name_key(each), line))
+                self._departed.append((name_key(each), self._told_here(line)))
         if not self.up and not self._closing:
             self.broadcast(wire.left(name, reason))
 
