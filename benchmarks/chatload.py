@@ -42,8 +42,19 @@ frame the server sends meanwhile, starts with 0x89, which is found as
 cheaply; it is read apart and answered. With lines too long for short frames
 (--line-bytes), every WebSocket user parses its frames.
 
+A room may be spread over several nodes (labchat --redis): --port then
+takes the port of each, separated by commas (and --web-port likewise), and
+the users are dealt to the nodes in turn, the senders, the other observers
+and the rest each on their own, so that every node has its share of each
+kind. Every user of every node must still receive every line once, and every
+observer each sender's lines in order, wherever the sender is. A node not yet
+in its room answers a login with "ERROR room unavailable, try again": the
+user sends its name again a moment later, until --login-timeout.
+
 The server's CPU time and resident memory are read from /proc/PID of
---server-pid, so that only the load is counted. One JSON line is printed.
+--server-pid, so that only the load is counted; given several pids (the
+nodes and their redis-server, say), their figures are summed, and the CPU
+time of each is reported too. One JSON line is printed.
 """
 
 from __future__ import annotations
@@ -55,13 +66,15 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks import websocket
 from benchmarks.measure import (
     BenchmarkFailed,
     generator_parser,
-    meter_for,
+    meters_for,
+    numbers,
     percentile,
     raise_open_file_limit,
     report,
@@ -76,6 +89,10 @@ _FRAME_START = bytes((websocket.TEXT_FRAME,))
 _PING_START = bytes((websocket.FIN | websocket.PING,))
 # What labchat puts before a relayed line: "<u00012> ".
 _NAME_TAG_BYTES = len(b"<u00000> ")
+# What a labchat node not (yet, or no longer) in its shared room answers a
+# login with, and how long a user waits before it sends its name again.
+_ROOM_UNAVAILABLE = b"ERROR room unavailable, try again"
+_LOGIN_RETRY_SECONDS = 0.1
 
 
 class User:
@@ -84,12 +101,12 @@ class User:
     __slots__ = (
         "index", "name", "sock", "fd", "stage", "pending", "tail", "outbox",
         "observer", "sender", "received", "in_flight", "sent", "last_line", "tag", "heard",
-        "websocket", "key", "delimiter", "parses", "control",
+        "websocket", "key", "delimiter", "parses", "control", "node", "port",
     )
 
     def __init__(
         self, index: int, sock: socket.socket, observer: bool, sender: bool,
-        websocket_user: bool = False,
+        websocket_user: bool = False, node: int = 0, port: int = 0,
     ) -> None:
         self.index = index
         self.name = f"u{index:05d}".encode()
@@ -125,6 +142,10 @@ class User:
         # The part read so far of a control frame (a ping), for a user that
         # counts frames by their first bytes.
         self.control = b""
+        # Which of the server's nodes it is a user of (0 for a server of
+        # one), at which port.
+        self.node = node
+        self.port = port
 
 
 def split_short_frames(data: bytes) -> tuple[list[bytes], bytes] | None:
@@ -168,7 +189,7 @@ class ChatLoad:
         self.by_fd: dict[int, User] = {}
         # The users that only count their lines, by file descriptor: the hot path.
         self.counters: dict[int, User] = {}
-        self.meter = meter_for(options.server_pid)
+        self.meter = meters_for(options.server_pid)
         self.marker = b"settle-%d" % os.getpid()
         self.latencies: list[float] = []
         self.websocket_latencies: list[float] = []
@@ -187,6 +208,12 @@ class ChatLoad:
         self.websocket_indexes = websocket_users(
             users, options.websocket_share, self.sender_indexes, self.observer_indexes
         )
+        self.nodes = nodes_of_users(
+            users, len(options.port), self.sender_indexes, self.observer_indexes
+        )
+        # Users who were told the room is unavailable: when each sends its name again.
+        self.retries: list[tuple[float, User]] = []
+        self.login_retries = 0
         self.line_size = options.line_bytes
         # Whether a WebSocket user that only counts may count first bytes
         # (see the module's docstring): every frame of the load is short.
@@ -196,14 +223,15 @@ class ChatLoad:
 
     # The event loop.
 
-    def wait(self, until: Any, deadline: float, what: str) -> None:
-        """Handle events until until() is true; fail with what if deadline passes first."""
+    def wait(self, until: Any, deadline: float, what: str | Callable[[], str]) -> None:
+        """Handle events until until() is true; fail with what (or what it returns, as things
+        are then) if deadline passes first."""
         by_fd, counters, poll = self.by_fd, self.counters, self.poller.poll
         buffer = bytearray(_READ_SIZE)
         while not until():
             now = time.monotonic()
             if now > deadline:
-                raise BenchmarkFailed(f"timed out {what}")
+                raise BenchmarkFailed(f"timed out {what() if callable(what) else what}")
             events = poll(min(0.05, deadline - now))
             for fd, event in events:
                 # The hot path, inlined: a user who only counts the lines it receives.
@@ -236,6 +264,8 @@ class ChatLoad:
     def after_events(self) -> None:
         """Called after each batch of events: start more logins, send more lines."""
         if self.phase == "login":
+            if self.retries:
+                self.retry_logins()
             while (
                 len(self.users) < self.options.users
                 and self.logging_in < self.options.login_concurrency
@@ -244,21 +274,32 @@ class ChatLoad:
         elif self.sending:
             self.send_lines()
 
+    def retry_logins(self) -> None:
+        """Send again the names of the users whose wait after a refusal is over."""
+        now = time.monotonic()
+        due = [user for when, user in self.retries if when <= now]
+        if due:
+            self.retries = [(when, user) for when, user in self.retries if when > now]
+            for user in due:
+                self.send_line(user, user.name)
+
     def connect(self, index: int) -> None:
+        options = self.options
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        websocket_user = index in self.websocket_indexes
+        node = self.nodes[index]
+        port = options.web_port[node] if websocket_user else options.port[node]
         user = User(
             index, sock, index in self.observer_indexes, index in self.sender_indexes,
-            index in self.websocket_indexes,
+            websocket_user, node, port,
         )  # fmt: skip
         if user.websocket and not self.short_frames:
             user.parses = True
         self.users.append(user)
         self.by_fd[user.fd] = user
         self.logging_in += 1
-        options = self.options
-        port = options.web_port if user.websocket else options.port
         code = sock.connect_ex((options.host, port))
         if code not in (0, errno.EINPROGRESS):
             raise BenchmarkFailed(f"cannot connect to {self.where(user)}: {os.strerror(code)}")
@@ -274,11 +315,11 @@ class ChatLoad:
         else:
             user.stage = "prompt"
 
-    def where(self, user: User | None = None) -> str:
+    def where(self, user: User) -> str:
         options = self.options
-        if user is not None and user.websocket:
-            return f"ws://{options.host}:{options.web_port}{options.web_path}"
-        return f"TCP {options.host}:{options.port}"
+        if user.websocket:
+            return f"ws://{options.host}:{user.port}{options.web_path}"
+        return f"TCP {options.host}:{user.port}"
 
     def read(self, user: User) -> None:
         try:
@@ -400,6 +441,10 @@ class ChatLoad:
         if user.stage == "prompt":
             user.stage = "welcome"
             self.send_line(user, user.name)
+        elif line == _ROOM_UNAVAILABLE:
+            # A node not in its shared room yet: the name, again, in a moment.
+            self.retries.append((time.monotonic() + _LOGIN_RETRY_SECONDS, user))
+            self.login_retries += 1
         elif not line.startswith(b"Welcome"):
             raise BenchmarkFailed(
                 f"{user.name.decode()} was not welcomed: the server said {line!r}"
@@ -598,6 +643,8 @@ class ChatLoad:
             "window": options.window,
             "line_bytes": options.line_bytes,
             "websocket_users": len(self.websocket_indexes),
+            "ports": options.port,
+            "server_pids": options.server_pid or [],
         }
         rss_before = self.meter.rss_bytes()
         cpu_before_login = self.meter.cpu_seconds()
@@ -605,7 +652,12 @@ class ChatLoad:
         self.wait(
             lambda: self.welcomed == options.users,
             start + options.login_timeout,
-            f"logging in {options.users} users ({self.welcomed} welcomed)",
+            lambda: f"logging in {options.users} users ({self.welcomed} welcomed"
+            + (
+                f", {self.login_retries} logins refused as the room was unavailable)"
+                if self.login_retries
+                else ")"
+            ),
         )
         welcomed = time.monotonic()
         self.phase = "settle"
@@ -613,11 +665,12 @@ class ChatLoad:
         self.wait(
             lambda: self.settled == options.users,
             welcomed + options.login_timeout,
-            f"waiting for the room to settle ({self.settled} of {options.users} users)",
+            lambda: f"waiting for the room to settle ({self.settled} of {options.users} users)",
         )
         settled = time.monotonic()
         rss_full = self.meter.rss_bytes()
         result.update(
+            login_retries=self.login_retries,
             login_seconds=welcomed - start,
             settle_seconds=settled - start,
             login_server_cpu_seconds=self.meter.cpu_seconds() - cpu_before_login,
@@ -628,7 +681,7 @@ class ChatLoad:
 
         self.phase = "load"
         self.senders = [user for user in self.users if user.sender]
-        cpu_before = self.meter.cpu_seconds()
+        cpu_before_each = self.meter.cpu_seconds_each()
         own_before = os.times()
         load_start = time.monotonic()
         self.load_ends = load_start + options.seconds
@@ -643,7 +696,11 @@ class ChatLoad:
             time.monotonic() + 600,
             "draining",
         )
-        cpu = self.meter.cpu_seconds() - cpu_before
+        cpu_each = [
+            after - before
+            for after, before in zip(self.meter.cpu_seconds_each(), cpu_before_each, strict=True)
+        ]
+        cpu = sum(cpu_each)
         own = os.times()
         elapsed = self.last_delivery - load_start
         deliveries = sum(user.received for user in self.users)
@@ -661,12 +718,22 @@ class ChatLoad:
             latency_p99_ms=percentile(latencies, 0.99),
             latency_samples=len(latencies),
             server_cpu_seconds=cpu,
+            # Each process's part, in the order of --server-pid.
+            server_cpu_seconds_by_pid=cpu_each,
             server_cpu_us_per_delivery=cpu / deliveries * 1e6 if deliveries else 0.0,
             generator_cpu_share=(
                 (own.user + own.system - own_before.user - own_before.system) / elapsed
                 if elapsed > 0
                 else 0.0
             ),
+        )
+        # Each node's part, in the order of --port.
+        by_node = range(len(options.port))
+        result.update(
+            users_by_port=[self.nodes.count(node) for node in by_node],
+            deliveries_by_port=[
+                sum(user.received for user in self.users if user.node == node) for node in by_node
+            ],
         )
         if self.websocket_indexes:
             # Each kind apart: what a delivery to a WebSocket user takes.
@@ -691,18 +758,32 @@ class ChatLoad:
         self.poller.close()
 
 
+def kinds_of_users(users: int, senders: set[int], observers: set[int]) -> list[list[int]]:
+    """The users by kind, each in the join order: the senders, the other observers, the rest."""
+    return [
+        sorted(senders),
+        sorted(observers - senders),
+        [index for index in range(users) if index not in senders and index not in observers],
+    ]
+
+
+def nodes_of_users(users: int, nodes: int, senders: set[int], observers: set[int]) -> list[int]:
+    """The node of each user, by index: each kind dealt to the nodes in turn, so that every
+    node has its share of the senders and of the observers."""
+    node = [0] * users
+    for kind in kinds_of_users(users, senders, observers):
+        for k, index in enumerate(kind):
+            node[index] = k % nodes
+    return node
+
+
 def websocket_users(
     users: int, share: float, senders: set[int], observers: set[int]
 ) -> set[int]:
     """Which users connect by WebSocket: share of the senders, of the other observers and of
     the rest, each spread evenly over its own kind in the join order."""
     chosen: set[int] = set()
-    kinds = (
-        sorted(senders),
-        sorted(observers - senders),
-        [index for index in range(users) if index not in senders and index not in observers],
-    )
-    for kind in kinds:
+    for kind in kinds_of_users(users, senders, observers):
         # The k-th of a kind is one whenever share * k passes a whole number.
         chosen.update(
             index
@@ -730,6 +811,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "Log N users into a labchat-style chat room, make S of them talk, and report "
         "deliveries per second, latency, lost lines and the server's CPU and memory as one "
         "JSON line.",
+        several=True,
     )
     parser.add_argument("--users", type=int, default=100, help="users logged in (100)")
     parser.add_argument("--senders", type=int, default=10, help="users who send lines (10)")
@@ -761,7 +843,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "connect to the WebSocket endpoint instead of --port (0)",
     )
     parser.add_argument(
-        "--web-port", type=int, default=None, help="server web port, for --websocket-share"
+        "--web-port",
+        type=numbers,
+        default=None,
+        help="server web port, for --websocket-share (one for each --port, separated by "
+        "commas, in the same order)",
     )
     parser.add_argument(
         "--web-path", default="/ws", help="path of the WebSocket endpoint (/ws)"
@@ -773,6 +859,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--line-bytes must be at least 32: a line carries its send time")
     if options.websocket_share and options.web_port is None:
         parser.error("--websocket-share needs the server's --web-port")
+    if options.web_port is not None and len(options.web_port) != len(options.port):
+        parser.error(
+            f"--web-port needs one port for each of the {len(options.port)} of --port,"
+            f" not {len(options.web_port)}"
+        )
     if not options.web_path.startswith("/") or not options.web_path.isascii():
         parser.error(f"--web-path must be an ASCII path from /, not {options.web_path!r}")
     return options

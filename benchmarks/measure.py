@@ -56,6 +56,33 @@ def meter_for(pid: int | None) -> ServerMeter | NoMeter:
     return NoMeter() if pid is None else ServerMeter(pid)
 
 
+@dataclass(frozen=True)
+class ServerMeters:
+    """The CPU time and resident memory of the processes of one server, summed by pid.
+
+    A chat room spread over nodes that share a Redis is served by every node
+    and by the redis-server: their figures together are the server's. No
+    pids at all read 0, as NoMeter does.
+    """
+
+    pids: tuple[int, ...]
+
+    def cpu_seconds_each(self) -> list[float]:
+        """The CPU seconds of each process so far, in the order of pids."""
+        return [ServerMeter(pid).cpu_seconds() for pid in self.pids]
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_seconds_each())
+
+    def rss_bytes(self) -> int:
+        return sum(ServerMeter(pid).rss_bytes() for pid in self.pids)
+
+
+def meters_for(pids: list[int] | None) -> ServerMeters:
+    """A meter of the server processes pids together (none: every figure is 0)."""
+    return ServerMeters(tuple(pids or ()))
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port of 127.0.0.1 free now, for a server about to be started on it."""
     with socket.socket(socket.AF_INET, kind) as probe:
@@ -112,18 +139,52 @@ def positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
-def generator_parser(module: str, transport: str, description: str) -> argparse.ArgumentParser:
-    """The options every load generator takes: where the server is, its pid, how long."""
+def numbers(text: str) -> list[int]:
+    """An argparse type: one number from 1 up, or several separated by commas."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or a list of numbers: {text!r}") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be from 1 up: {text!r}")
+    return values
+
+
+def generator_parser(
+    module: str, transport: str, description: str, several: bool = False
+) -> argparse.ArgumentParser:
+    """The options every load generator takes: where the server is, its pid, how long.
+
+    With several, --port and --server-pid take a list each (numbers()): the
+    ports of the nodes of one server, and the pids of all its processes.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=description)
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, required=True, help=f"server {transport} port")
-    parser.add_argument(
-        "--server-pid",
-        type=int,
-        default=None,
-        help="pid of the server process, whose CPU time and memory are read from /proc "
-        "(without it those figures are 0)",
-    )
+    if several:
+        parser.add_argument(
+            "--port",
+            type=numbers,
+            required=True,
+            help=f"server {transport} port, or the ports of several nodes of one server, "
+            "separated by commas (the users are spread over them)",
+        )
+        parser.add_argument(
+            "--server-pid",
+            type=numbers,
+            default=None,
+            help="pid of the server process, or the pids of all its processes separated by "
+            "commas, whose CPU times and memory are read from /proc and summed (without it "
+            "those figures are 0)",
+        )
+    else:
+        parser.add_argument("--port", type=int, required=True, help=f"server {transport} port")
+        parser.add_argument(
+            "--server-pid",
+            type=int,
+            default=None,
+            help="pid of the server process, whose CPU time and memory are read from /proc "
+            "(without it those figures are 0)",
+        )
     parser.add_argument(
         "--seconds",
         type=positive(float),

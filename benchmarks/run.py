@@ -7,6 +7,12 @@ touches every server alike. It quotes the median of the per-round ratios
 against the targets of docs/benchmarks.rst, and writes every figure
 (results.json), the table (summary.txt) and a plot of chat fan-out against
 the number of users (chat-fanout.png) to --out.
+
+Its part ``redis`` measures one room spread over labchat nodes that share a
+Redis (labchat --redis): one node through Redis, and two nodes of half the
+users each, against one labchat alone. Each run has a fresh redis-server,
+and every process of the server side, the nodes and redis-server alike, is
+pinned to the server's core: the same CPU budget as the labchat alone.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ class Server:
 
     A server with web also listens on a web port (labchat's --web), which
     its load generator is told; load is what else its generator is told.
+    A server with redis is nodes processes of that command, each given
+    --redis and the url of a redis-server started for it alone; the load
+    generator spreads the users over them.
     """
 
     name: str
@@ -58,6 +67,8 @@ class Server:
     udp: bool = False
     web: bool = False
     load: tuple[str, ...] = ()
+    redis: bool = False
+    nodes: int = 1
 
 
 def labchat(port: int, users: int, web_port: int) -> list[str]:
@@ -74,6 +85,11 @@ def labchat(port: int, users: int, web_port: int) -> list[str]:
 WEBSOCKET_SHARE = 0.5
 # labchat with half of its users on its WebSocket endpoint: its name in the tables.
 MIXED = "labchat-mixed"
+# One labchat node whose room goes through Redis, and two nodes of one room
+# on one Redis, each with half the users: their names in the tables.
+REDIS_ONE, REDIS_TWO = "labchat-redis1", "labchat-redis2"
+# What a labchat node logs once it is in its shared room, and takes logins.
+IN_ROOM = b"In room redis://"
 
 SERVERS = {
     server.name: server
@@ -82,6 +98,8 @@ SERVERS = {
         Server(
             MIXED, labchat, web=True, load=("--websocket-share", f"{WEBSOCKET_SHARE:g}")
         ),
+        Server(REDIS_ONE, labchat, web=True, redis=True),
+        Server(REDIS_TWO, labchat, web=True, redis=True, nodes=2),
         Server("twisted-chat", lambda port, users, web: baseline("twisted_chat", port)),
         Server("threaded-chat", lambda port, users, web: baseline("threaded_chat", port)),
         Server(
@@ -120,35 +138,74 @@ class Bench:
     def pinned(self, core: str, argv: list[str]) -> list[str]:
         return ["taskset", "-c", core, *argv] if self.pin else argv
 
-    def measure(self, server: Server, users: int, generator: list[str]) -> Result:
-        """Start server, run generator (its module and arguments) against it, and stop it."""
-        self.count += 1
-        port = free_port(socket.SOCK_DGRAM if server.udp else socket.SOCK_STREAM)
-        web_port = 0
-        while server.web and web_port in (0, port):
-            web_port = free_port()
-        log_path = self.logs / f"{self.count:03d}-{server.name}-{users}.log"
+    def start(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        """Start a process of the server side, pinned to its core, its output to log_path."""
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                self.pinned(SERVER_CORE, server.command(port, users, web_port)),
+            return subprocess.Popen(
+                self.pinned(SERVER_CORE, argv),
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+            )  # fmt: skip
+
+    def measure(self, server: Server, users: int, generator: list[str]) -> Result:
+        """Start server, run generator (its module and arguments) against it, and stop it.
+
+        A server with redis first gets a redis-server of its own, and each of
+        its nodes must say it is in the room before the generator starts.
+        """
+        self.count += 1
+        stem = f"{self.count:03d}-{server.name}-{users}"
+        taken: set[int] = set()
+
+        def new_port(kind: int = socket.SOCK_STREAM) -> int:
+            while True:
+                port = free_port(kind)
+                if port not in taken:
+                    taken.add(port)
+                    return port
+
+        redis: subprocess.Popen[bytes] | None = None
+        nodes: list[tuple[subprocess.Popen[bytes], Path, int, int]] = []
         try:
-            wait_until_serving(process, port, server.udp, log_path)
-            if server.web:
-                wait_until_serving(process, web_port, False, log_path)
+            extra: list[str] = []
+            if server.redis:
+                redis_port = new_port()
+                redis_log = self.logs / f"{stem}-redis.log"
+                redis = self.start(redis_server(redis_port, self.logs), redis_log)
+                wait_until_serving(redis, redis_port, False, redis_log)
+                extra = ["--redis", f"redis://127.0.0.1:{redis_port}/0"]
+            for node in range(server.nodes):
+                port = new_port(socket.SOCK_DGRAM if server.udp else socket.SOCK_STREAM)
+                web_port = new_port() if server.web else 0
+                log_path = self.logs / (
+                    f"{stem}-node{node + 1}.log" if server.nodes > 1 else f"{stem}.log"
+                )
+                argv = server.command(port, users, web_port) + extra
+                nodes.append((self.start(argv, log_path), log_path, port, web_port))
+            for process, log_path, port, web_port in nodes:
+                wait_until_serving(process, port, server.udp, log_path)
+                if server.web:
+                    wait_until_serving(process, web_port, False, log_path)
+                if server.redis:
+                    wait_until_logged(process, IN_ROOM, log_path)
+            pids = [process.pid for process, *_ in nodes]
+            if redis is not None:
+                pids.append(redis.pid)
             command = [
                 sys.executable, "-m", *generator,
-                "--port", str(port), "--server-pid", str(process.pid),
-            ]
+                "--port", ",".join(str(port) for _, _, port, _ in nodes),
+                "--server-pid", ",".join(str(pid) for pid in pids),
+            ]  # fmt: skip
             if server.web:
-                command += ["--web-port", str(web_port)]
+                command += ["--web-port", ",".join(str(web) for *_, web in nodes)]
             done = subprocess.run(
                 self.pinned(GENERATOR_CORE, command),
                 cwd=ROOT, capture_output=True, text=True, timeout=900,
-            )
+            )  # fmt: skip
         finally:
-            stop(process)
+            # The nodes first, so that each can say goodbye to its Redis.
+            stop(*(process for process, *_ in nodes))
+            if redis is not None:
+                stop(redis)
         lines = done.stdout.strip().splitlines()
         try:
             result: Result = json.loads(lines[-1])
@@ -156,8 +213,40 @@ class Bench:
             raise RunFailed(
                 f"{generator[0]} against {server.name} printed no result: {done.stderr.strip()}"
             ) from None
-        result.update(server=server.name, server_log=str(log_path))
+        logs = [str(log_path) for _, log_path, *_ in nodes]
+        result.update(server=server.name, server_log=" ".join(logs))
+        if result.get("seconds"):
+            # How busy the server's core was: at most 1 for what runs on one core.
+            result["server_core_share"] = result["server_cpu_seconds"] / result["seconds"]
+        if server.redis and result.get("server_cpu_seconds_by_pid"):
+            # The last pid is redis-server's: its part of the server's CPU.
+            redis_cpu, cpu = result["server_cpu_seconds_by_pid"][-1], result["server_cpu_seconds"]
+            result.update(
+                nodes=server.nodes,
+                redis_cpu_seconds=redis_cpu,
+                redis_cpu_share=redis_cpu / cpu if cpu else 0.0,
+            )
         return result
+
+
+def redis_server(port: int, directory: Path) -> list[str]:
+    """The command line of a redis-server on port of 127.0.0.1 that saves nothing."""
+    return [
+        shutil.which("redis-server") or "redis-server", "--port", str(port),
+        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(directory),
+    ]  # fmt: skip
+
+
+def wait_until_logged(process: subprocess.Popen[bytes], text: bytes, log: Path) -> None:
+    """Wait until the server wrote text to its log (a labchat node: that it is in its room)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RunFailed(f"the server exited with status {process.returncode}: see {log}")
+        if text in log.read_bytes():
+            return
+        time.sleep(0.05)
+    raise RunFailed(f"the server did not log {text.decode()!r} within 30 s: see {log}")
 
 
 def wait_until_serving(process: subprocess.Popen[bytes], port: int, udp: bool, log: Path) -> None:
@@ -190,11 +279,15 @@ def serving_udp(port: int) -> bool:
     return True
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    """Stop processes with SIGTERM, all at once, and kill any that lingers past 15 s."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in running:
         try:
-            process.wait(15)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -302,6 +395,7 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
     chat: dict[tuple[str, int], list[Result]] = {}
     other: dict[tuple[str, int], list[Result]] = {}
     failed: list[Result] = []
+    skipped: list[str] = []
     chat_runs = []
     if "chat" in options.only:
         chat_runs += [("labchat", n) for n in options.plot_users]
@@ -311,6 +405,19 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
     if "websocket" in options.only:
         # The mixed room and the all-TCP one of the same size, in every round.
         chat_runs += [(s, n) for s in ("labchat", MIXED) for n in options.ratio_users]
+    if "redis" in options.only:
+        if shutil.which("redis-server") is None:
+            skipped.append(
+                "One room on Redis: not run, redis-server is not installed"
+                " (apt-get install redis-server)"
+            )
+            say(skipped[-1])
+        else:
+            # One node through Redis, two nodes on one Redis, and labchat alone,
+            # of the same size in every round.
+            chat_runs += [
+                (s, n) for s in ("labchat", REDIS_ONE, REDIS_TWO) for n in options.redis_users
+            ]
     chat_runs = sorted(set(chat_runs), key=lambda run: (run[1], run[0]))
     other_runs = []
     if "udptime" in options.only:
@@ -359,7 +466,7 @@ def run(options: argparse.Namespace, say: Callable[[str], None]) -> dict[str, An
         if idle.get("error"):
             failed.append(idle)
             idle = None
-    return {"chat": chat, "other": other, "idle": idle, "failed": failed}
+    return {"chat": chat, "other": other, "idle": idle, "failed": failed, "skipped": skipped}
 
 
 def one_line(result: Result) -> str:
@@ -447,6 +554,8 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
             f"{'CPU us/delivery':>16} {'gen CPU':>8}",
         ]
         for (name, users), rows in sorted(chat.items(), key=lambda item: (item[0][1], item[0][0])):
+            if SERVERS[name].redis:
+                continue  # in the section of its own, below
             out.append(
                 f"{name:<14} {users:>6} {median_of(rows, 'deliveries_per_second'):>13,.0f} "
                 f"{median_of(rows, 'latency_p50_ms'):>8.2f} "
@@ -462,6 +571,9 @@ def summary(figures: dict[str, Any], options: argparse.Namespace, about: dict[st
         measured = sum(len(rows) for rows in chat.values())
         out += [f"Lines lost or out of order: none in {measured} measurements.", ""]
         out += websocket_section(chat, options.ratio_users)
+        out += redis_section(chat, options.redis_users)
+    for note in figures.get("skipped", []):
+        out += [note, ""]
     if other:
         out.append(f"{'server':<14} {'per second':>12} {'CPU us each':>12} {'lost/bad':>9}")
         for (name, _), rows in sorted(other.items()):
@@ -540,6 +652,68 @@ def websocket_section(chat: dict[tuple[str, int], list[Result]], sizes: Sequence
     return [line.rstrip() for line in out] + [""]
 
 
+def redis_section(chat: dict[tuple[str, int], list[Result]], sizes: Sequence[int]) -> list[str]:
+    """One room on Redis: one node through it and two nodes on it, against labchat alone."""
+    sizes = [users for users in sizes if (REDIS_ONE, users) in chat or (REDIS_TWO, users) in chat]
+    if not sizes:
+        return []
+    out = [
+        "One room on Redis (labchat --redis URL): the nodes and redis-server all on core 0;"
+        " medians over rounds",
+        f"{'server':<14} {'nodes':>5} {'users':>6} {'deliveries/s':>13} {'p50 ms':>8}"
+        f" {'p99 ms':>8} {'CPU us/delivery':>16} {'redis':>6} {'core':>5} {'gen CPU':>8}",
+    ]
+    for users in sizes:
+        for name in ("labchat", REDIS_ONE, REDIS_TWO):
+            rows = chat.get((name, users))
+            if not rows:
+                continue
+            redis_share = (
+                f"{median_of(rows, 'redis_cpu_share'):>6.2f}"
+                if all("redis_cpu_share" in row for row in rows)
+                else f"{'-':>6}"
+            )
+            out.append(
+                f"{name:<14} {SERVERS[name].nodes:>5} {users:>6}"
+                f" {median_of(rows, 'deliveries_per_second'):>13,.0f}"
+                f" {median_of(rows, 'latency_p50_ms'):>8.2f}"
+                f" {median_of(rows, 'latency_p99_ms'):>8.2f}"
+                f" {median_of(rows, 'server_cpu_us_per_delivery'):>16.3f}"
+                f" {redis_share} {median_of(rows, 'server_core_share'):>5.2f}"
+                f" {median_of(rows, 'generator_cpu_share'):>8.2f}"
+            )
+    out += [
+        "(CPU us/delivery: of every server process together; redis: redis-server's share of"
+        " that CPU; core: the",
+        " server processes' CPU seconds per second of load, at most 1 on the one core they"
+        " share)",
+        "",
+        "The cost of Redis: median of the per-round ratios, paired by round",
+        f"{'':<48} {'users':>6} {'CPU us/delivery':>16} {'deliveries/s':>13} {'p99 ms':>7}",
+    ]
+    comparisons = (
+        ("the Redis hop", REDIS_ONE, "labchat"),
+        ("two nodes", REDIS_TWO, "labchat"),
+        ("two nodes / one", REDIS_TWO, REDIS_ONE),
+    )
+    for users in sizes:
+        for what, ours, theirs in comparisons:
+            ratios = [
+                median_ratio(chat, figure, ours, theirs, users)
+                for figure in (
+                    "server_cpu_us_per_delivery", "deliveries_per_second", "latency_p99_ms"
+                )
+            ]  # fmt: skip
+            if any(ratio is None for ratio in ratios):
+                continue
+            cpu, rate, p99 = ratios
+            out.append(
+                f"{f'{what}: {ours} / {theirs}':<48} {users:>6} {cpu:>16.2f} {rate:>13.2f}"
+                f" {p99:>7.2f}"
+            )
+    return [line.rstrip() for line in out] + [""]
+
+
 def plot(chat: dict[tuple[str, int], list[Result]], path: Path) -> bool:
     """Plot deliveries/s and p99 latency against users; False if matplotlib is missing."""
     try:
@@ -588,7 +762,7 @@ def user_counts(text: str) -> list[int]:
     return counts
 
 
-PARTS = ("chat", "websocket", "idle", "udptime", "labcalc")
+PARTS = ("chat", "websocket", "redis", "idle", "udptime", "labcalc")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -609,6 +783,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="room sizes where the targets are checked, also against twisted-chat and with "
         "half the users on WebSocket (100,1000)",
     )
+    parser.add_argument(
+        "--redis-users", type=user_counts, default=[1000],
+        help="room sizes of the part redis: one node through Redis, and two nodes of half "
+        "as many users each, against labchat alone (1000)",
+    )  # fmt: skip
     parser.add_argument(
         "--idle-users", type=int, default=10000, help="users of the idle room (10000)"
     )
@@ -661,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         "other": [row for rows in figures["other"].values() for row in rows],
         "idle": figures["idle"],
         "failed": figures["failed"],
+        "skipped": figures["skipped"],
     }
     (options.out / "results.json").write_text(json.dumps(raw, indent=1, sort_keys=True))
     print()
