@@ -44,16 +44,6 @@ def everyone_hears(users: list[ChatUser], *lines: str) -> None:
         user.expect(*lines)
 
 
-def not_about(names: list[str], lines: list[str]) -> list[str]:
-    """lines without the ``* NAME joined`` of names.
-
-    After a Redis restart, a node's users are told that its own users joined
-    (see test_after_a_redis_restart_nobody_is_told_that_users_of_their_own_node_joined);
-    the tests of everything else set those lines aside.
-    """
-    return [line for line in lines if line not in {f"* {name} joined" for name in names}]
-
-
 # The fixtures are asked for in this order so that the nodes stop, and say
 # goodbye to Redis, before Redis does.
 
@@ -217,9 +207,9 @@ def test_redis_lost_and_restarted_mid_chat(
     # The restarted Redis was empty: B registered bob again, and A's users heard.
     bob.send("back together")
     for user in node_a:
-        heard = not_about(["alice", "carol"], user.lines_through("<bob> back together"))
+        heard = user.lines_through("<bob> back together")
         assert heard == [RESTORED, "* bob joined", "<bob> back together"], user
-    assert not_about(["bob"], bob.lines_through("<bob> back together")) == [
+    assert bob.lines_through("<bob> back together") == [
         RESTORED,
         "<bob> back together",
     ]
@@ -236,10 +226,6 @@ def test_redis_lost_and_restarted_mid_chat(
     assert "bob is on his own" not in "\n".join(alice.lines + carol.lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="labproto bug: REJOIN publishes '* NAME joined' to the rejoining node's own users too",
-)
 def test_after_a_redis_restart_nobody_is_told_that_users_of_their_own_node_joined(
     redis_server: RedisServer, gate: RedisGate, servers: Start, connect: Connect
 ) -> None:

@@ -214,8 +214,8 @@ return 0
 # each user of the node; then KEY LINE for each user who left while the
 # node was cut off from Redis.
 # Registers the node, and its users' names again: each number returned is
-# 1 (the name was still the node's), 2 (it was free again: the room is told
-# the user joined) or 0 (another node's user has it now). Any other name
+# 1 (the name was still the node's), 2 (it was free again: the other nodes
+# are told the user joined) or 0 (another node's user has it now). Any other name
 # the node still holds is freed, and the room told.
 REJOIN = (
     _PRELUDE
@@ -232,7 +232,8 @@ for i = 9, 8 + 2 * count, 2 do
     answers[#answers + 1] = 1
     kept[key] = true
   elseif owner == nil and claim(key, name) then
-    out[#out + 1] = joined_before .. name .. joined_after
+    -- Not for this node's own users: they never saw the user leave.
+    out[#out + 1] = '\\1O' .. node .. '\\t' .. joined_before .. name .. joined_after
     answers[#answers + 1] = 2
     kept[key] = true
   else

@@ -354,7 +354,8 @@ class FakeBackplane:
                 answers.append(1)
                 kept.add(key)
             elif owner is None and self._claim(key, name):
-                out.append(joined[0] + name.encode() + joined[1])
+                told = joined[0] + name.encode() + joined[1]
+                out.append(b"\x01O" + self.node.encode() + b"\t" + told)
                 answers.append(2)
                 kept.add(key)
             else:
