@@ -363,6 +363,13 @@ async def test_who_publishes_an_n_record_with_every_name(connect: Connect) -> No
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_mark_comes_back_after_the_lines_before_it(connect: Connect) -> None:
+    a = await connect("a")
+    assert await a.flush(("L", b"<alice> bye now\r\n"), ("F", "7")) == [1]
+    assert await a.message() == b"<alice> bye now\r\n\x01Fa\t7\r\n"
+
+
+@pytest_twisted.ensureDeferred
 async def test_answers_come_in_the_order_of_their_operations(connect: Connect) -> None:
     a = await connect("a")
     answers = await a.flush(

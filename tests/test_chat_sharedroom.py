@@ -149,10 +149,20 @@ def test_a_leave_is_told_on_every_node_and_frees_the_name(line: str | None, reas
     assert lab.redis.owned["a"] == set()
 
 
+def test_a_user_who_quits_reads_their_own_last_lines_first() -> None:
+    # As printf 'alice\nhello\n/quit\n' | nc does: the lines come back
+    # from Redis after the /quit has been read.
+    lab, alice, bob = two_nodes()
+    alice.types("hello", "/me waves", "/quit")
+    assert alice.heard() == lines("<alice> hello", "* alice waves", "Bye alice!")
+    assert bob.heard() == lines("<alice> hello", "* alice waves", "* alice left (quit)")
+
+
 def test_a_name_freed_on_one_node_can_be_taken_on_another() -> None:
     lab, alice, bob = two_nodes()
     c = lab.node("c")
     alice.types("/quit")
+    assert alice.heard() == lines("Bye alice!")
     again = c.user("ALICE")
     assert again.heard() == PROMPT + lines("Welcome ALICE! 2 users online: ALICE, bob")
     assert bob.heard() == lines("* alice left (quit)", "* ALICE joined")
@@ -697,8 +707,8 @@ def test_lines_sent_in_the_turn_redis_is_lost_are_delivered_here_not_lost() -> N
     a.link.go_down()
     expected = lines("<alice> hello", "* alice waves", "* amy left (quit)") + UNAVAILABLE
     assert alice.heard() == expected
-    # amy left before the lines came back, as she would have with Redis there.
-    assert amy.heard() == lines("Bye amy!")
+    # amy's /quit waited for the lines before it, and read them.
+    assert amy.heard() == lines("<alice> hello", "* alice waves", "Bye amy!")
     assert bob.heard() == b""
 
 

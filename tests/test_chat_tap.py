@@ -520,7 +520,7 @@ def test_redis_makes_the_room_this_node_s_part_of_a_shared_room() -> None:
     link = room.backplane
     assert isinstance(link, RedisBackplane)
     assert link.address == RedisAddress("lab.example.org", 6380, 2, "s3cret")
-    assert link.keys.channel == "labchat:cs101:lines"
+    assert link.keys.channel == "labchat:cs101:lines:db2"
     assert link.node == room.node
     # The password never reaches the log.
     assert room.where == "redis://lab.example.org:6380/2 room cs101"

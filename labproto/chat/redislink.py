@@ -35,6 +35,7 @@ class RoomKeys:
     """The Redis keys and channel of one room (see redisscripts for what each holds)."""
 
     room: str
+    db: int = 0
 
     @property
     def names(self) -> str:
@@ -46,7 +47,9 @@ class RoomKeys:
 
     @property
     def channel(self) -> str:
-        return f"labchat:{self.room}:lines"
+        # Keys live in a database, but a channel reaches every subscriber
+        # of the server, whatever database it selected.
+        return f"labchat:{self.room}:lines:db{self.db}"
 
     def node(self, node: str) -> str:
         return f"labchat:{self.room}:node:{node}"
@@ -95,7 +98,7 @@ class RedisBackplane:
     def __init__(self, reactor: Any, address: RedisAddress, room: str, node: str) -> None:
         self.reactor = reactor
         self.address = address
-        self.keys = RoomKeys(room)
+        self.keys = RoomKeys(room, address.db)
         self.node = node
         self._subscriber: _Subscriber | None = None
         self._commands: _Commands | None = None

@@ -15,10 +15,12 @@ What the room holds, for a room R (the keys' names are in backplane.RoomKeys):
   (Redis's clock, in ms) after which it counts as lost unless it beats again;
 - ``labchat:R:node:NODE``, a set: the keys of the names NODE holds, so that
   a lost node's names are found without reading every name;
-- ``labchat:R:lines``, the channel: one message per script run, made of
-  records ending with CRLF. A record is either a line for every user of
-  every node, as it goes on the wire, or starts with byte 1 (which no line
-  of the room can hold) and is meant for one node:
+- ``labchat:R:lines:dbN``, the channel (channels know no databases, so N,
+  the database's number, keeps rooms of different databases apart): one
+  message per script run, made of records ending with CRLF. A record is
+  either a line for every user of every node, as it goes on the wire, or
+  starts with byte 1 (which no line of the room can hold) and is meant for
+  one node:
 
   - ``\\x01J NODE SERIAL Name COUNT NAMES``: NODE's login SERIAL succeeded;
     COUNT users are online, NAMES lists them (comma-separated) if at most 20;
@@ -29,6 +31,9 @@ What the room holds, for a room R (the keys' names are in backplane.RoomKeys):
   - ``\\x01N NODE SERIAL NAMES``: the answer to NODE's /who SERIAL, which comes
     this way, not as the script's answer, so that it reaches the user after
     every line the user sent before it.
+  - ``\\x01F NODE SERIAL``: NODE's mark SERIAL: whatever NODE sent before it
+    has come back (a /quit waits for it, so that a user reads their own last
+    lines before ``Bye``);
   - ``\\x01O NODE LINE``: LINE for the users of every node but NODE, which
     told its own already (the leaves it saw while cut off from Redis; the
     node hands a script this record in place of the line).
@@ -97,7 +102,8 @@ end
 #   W KEY LINE SENTPREFIX SENTSUFFIX FROM   /msg: LINE to KEY, and to the
 #                                           sender FROM, SENTPREFIX Name SENTSUFFIX
 #   N SERIAL                                /who: the names of every user
-# Returns one number for each C, R, W and N: 1 done, 0 refused (name taken, or
+#   F SERIAL                                a mark: everything before it is back
+# Returns one number for each C, R, W, N and F: 1 done, 0 refused (name taken, or
 # no such user).
 FLUSH = (
     _PRELUDE
@@ -160,6 +166,10 @@ while i <= #ARGV do
       answers[#answers + 1] = 0
     end
     i = i + 6
+  elseif op == 'F' then
+    out[#out + 1] = '\\1F' .. node .. '\\t' .. ARGV[i + 1] .. '\\r\\n'
+    answers[#answers + 1] = 1
+    i = i + 2
   elseif op == 'N' then
     out[#out + 1] = '\\1N' .. node .. '\\t' .. ARGV[i + 1] .. '\\t' .. names_listed() .. '\\r\\n'
     answers[#answers + 1] = 1

@@ -156,6 +156,10 @@ class ChatRoom:
         """Every logged-in user's name, in the order every list of users shows them."""
         return sort_names([member.name for member in self._members.values()])
 
+    def settle(self) -> Answer[None]:
+        """Answer once every line the room was handed so far has been delivered: here, at once."""
+        return None
+
     def list_names(self) -> Answer[list[str]]:
         """The names /who lists: here, sorted_names()."""
         return self.sorted_names()

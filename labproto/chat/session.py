@@ -312,6 +312,13 @@ class ChatSession:
 
     def command_quit(self, rest: str) -> None:
         """``/quit [reason]``: say goodbye, leave, and close the connection."""
+        # A room spread over nodes delivers the user's last lines only once
+        # they come back from Redis: they are read before the goodbye.
+        self._when_answered(self.room.settle(), lambda _: self._quit(rest))
+
+    def _quit(self, rest: str) -> None:
+        if self.stage is not Stage.CHAT:
+            return
         assert self.name is not None
         self.send_text(wire.bye(self.name))
         self.stage = Stage.GONE

@@ -85,6 +85,7 @@ class SharedRoom(ChatRoom):
         self._renames: dict[str, tuple[IChatMember, Deferred[str | None]]] = {}
         self._renaming: dict[IChatMember, str] = {}
         self._listings: dict[str, Deferred[list[str]]] = {}
+        self._marks: dict[str, Deferred[None]] = {}
         # What this reactor turn has for Redis, and who waits for which answer.
         self._operations: list[Operation] = []
         self._answered: list[Callable[[int | None], None]] = []
@@ -140,6 +141,9 @@ class SharedRoom(ChatRoom):
         listings, self._listings = self._listings, {}
         for listing in listings.values():
             listing.callback(self.sorted_names())
+        marks, self._marks = self._marks, {}
+        for mark in marks.values():
+            mark.callback(None)
         if not self._closing:
             self.broadcast(wire.BACKPLANE_UNAVAILABLE)
             self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
@@ -265,6 +269,8 @@ class SharedRoom(ChatRoom):
                 self._joined(*record[2:].decode().split("\t"))
             elif record[1:2] == b"R":
                 self._renamed(*record[2:].decode().split("\t"))
+            elif record[1:2] == b"F":
+                self._marked(*record[2:].decode().split("\t"))
             elif record[1:2] == b"N":
                 self._listed(*record[2:].decode().split("\t"))
             elif record[1:2] == b"O":
@@ -300,6 +306,11 @@ class SharedRoom(ChatRoom):
             if self._is_member(member):
                 self.rekey(member, name)
             waiting.callback(None)
+
+    def _marked(self, node: str, serial: str) -> None:
+        mark = self._marks.pop(serial, None) if node == self.node else None
+        if mark is not None:
+            mark.callback(None)
 
     def _listed(self, node: str, serial: str, listed: str) -> None:
         listing = self._listings.pop(serial, None) if node == self.node else None
@@ -409,6 +420,19 @@ class SharedRoom(ChatRoom):
         )
         self._send(operation, answered)
         return waiting
+
+    def settle(self) -> Answer[None]:
+        if not self.up:
+            return None
+        serial = str(next(self._serials))
+        mark = self._marks[serial] = Deferred()
+
+        def answered(done: int | None) -> None:
+            if done != DONE and self._marks.pop(serial, None) is not None:
+                mark.callback(None)
+
+        self._send(("F", serial), answered)
+        return mark
 
     def list_names(self) -> Answer[list[str]]:
         if not self.up:

@@ -301,6 +301,9 @@ class FakeBackplane:
             elif code == "N":
                 out.append(_record("N" + self.node, _text(arguments[0]), self._listed()))
                 answers.append(1)
+            elif code == "F":
+                out.append(_record("F" + self.node, _text(arguments[0])))
+                answers.append(1)
             else:
                 raise AssertionError(f"unknown operation {code!r}")
         return answers
