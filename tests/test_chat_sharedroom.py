@@ -149,6 +149,29 @@ def test_a_leave_is_told_on_every_node_and_frees_the_name(line: str | None, reas
     assert lab.redis.owned["a"] == set()
 
 
+def test_what_a_node_gathers_while_a_flush_is_on_its_way_goes_as_one_message() -> None:
+    lab, alice, bob = two_nodes()
+    bob.heard()
+    lab.redis.manual = True
+    published = len(lab.redis.published)
+    alice.types("one")
+    lab.settle()
+    alice.types("two")
+    lab.settle()
+    alice.types("three")
+    lab.settle()
+    # "one" is on its way, unanswered: the others wait for its answer.
+    assert lab.redis.published[published:] == [lines("<alice> one")]
+    while any(link.inbox for link in lab.redis.subscribers):
+        lab.redis.deliver()
+        lab.settle()
+    assert lab.redis.published[published:] == [
+        lines("<alice> one"),
+        lines("<alice> two", "<alice> three"),
+    ]
+    assert bob.heard() == lines("<alice> one", "<alice> two", "<alice> three")
+
+
 def test_a_user_who_quits_reads_their_own_last_lines_first() -> None:
     # As printf 'alice\nhello\n/quit\n' | nc does: the lines come back
     # from Redis after the /quit has been read.
@@ -919,7 +942,11 @@ def test_every_user_of_every_node_reads_the_room_in_one_order() -> None:
                 kinds = [kind for kind in ("answer", "message") if link.waiting(kind)]
                 if kinds:
                     link.answer() if chance.choice(kinds) == "answer" else link.hear()
-    lab.redis.deliver()
+    # A node sends its next flush once the last is answered: hand everything
+    # over until nothing is left.
+    while any(link.inbox for link in lab.redis.subscribers):
+        lab.redis.deliver()
+        lab.settle()
     heard = [user.heard() for user in users]
     assert heard[0].count(b"\r\n") == 120
     assert all(each == heard[0] for each in heard)

@@ -90,6 +90,7 @@ class SharedRoom(ChatRoom):
         self._operations: list[Operation] = []
         self._answered: list[Callable[[int | None], None]] = []
         self._flush_call: IDelayedCall | None = None
+        self._flushing = False
         # Users who left while Redis was away: (key, the record that tells
         # the other nodes so; this node's users were told at once).
         self._departed: list[tuple[str, bytes]] = []
@@ -233,15 +234,31 @@ class SharedRoom(ChatRoom):
         self._operations.append(operation)
         if answered is not None:
             self._answered.append(answered)
-        if self._flush_call is None:
+        if self._flush_call is None and not self._flushing:
             self._flush_call = self.clock.callLater(0, self._flush)
 
-    def _flush(self) -> None:
+    def _flush(self, now: bool = False) -> None:
+        """Send Redis what the room has for it, unless a flush is still on its way.
+
+        What gathers meanwhile goes as one when that flush is answered: under
+        load, a node sends as few messages, and each as large, as the round
+        trip to Redis allows, and every node then delivers each message to
+        each of its users in one piece.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         self._flush_call = None
         operations, answered = self._operations, self._answered
-        if not operations:
+        if not operations or (self._flushing and not now):
             return
         self._operations, self._answered = [], []
+        self._flushing = True
+
+        def next_flush(result: object) -> object:
+            self._flushing = False
+            if self._operations and self._flush_call is None:
+                self._flush_call = self.clock.callLater(0, self._flush)
+            return result
 
         def answer(results: list[int]) -> None:
             for each, result in zip(answered, results, strict=False):
@@ -252,7 +269,7 @@ class SharedRoom(ChatRoom):
             for each in answered:
                 each(None)
 
-        self.backplane.flush(operations).addCallbacks(answer, fail)
+        self.backplane.flush(operations).addCallbacks(answer, fail).addBoth(next_flush)
 
     # What the channel brings.
 
@@ -464,7 +481,7 @@ class SharedRoom(ChatRoom):
             return None
         self.up = False
         # The leaves of this node's users go before the node does.
-        self._flush()
+        self._flush(now=True)
         leaving = self.backplane.goodbye(
             template(lambda name: wire.left(name, wire.SERVER_SHUTTING_DOWN))
         )
