@@ -522,6 +522,19 @@ async def test_rejoin_of_a_node_with_nothing_to_change_publishes_nothing(
 
 
 @pytest_twisted.ensureDeferred
+async def test_rejoin_keeps_a_pending_name_the_node_holds_and_takes_none_it_does_not(
+    connect: Connect, redis_server: RedisServer
+) -> None:
+    # carol's login was given, its J record still on its way: not forgotten.
+    a = await connect("a")
+    await holding(a, "alice", "carol")
+    users = [("alice", "alice")]
+    assert await a.backplane.rejoin(10.0, JOINED, LEFT, users, [], ["carol", "dan"]) == [1]
+    await a.marker("nothing before this")
+    assert sorted(value(redis_server, "HKEYS", KEYS.names)) == [b"alice", b"carol"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_goodbye_frees_every_name_of_the_node_and_leaves_the_room(
     connect: Connect, redis_server: RedisServer
 ) -> None:

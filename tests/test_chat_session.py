@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from support.rooms import FakeConnection, Lab, User
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -1266,3 +1267,62 @@ def test_a_line_to_someone_who_has_left_carries_nothing_said_after_they_went() -
     clock.advance(0)
     assert bob.received == [b"a last word\r\n"]
     assert alice.received == [b"* bob left (quit)\r\nafter bob left\r\n"]
+
+
+# A room that answers later (as a room spread over nodes does)
+
+
+def later(lab: Lab, method: str) -> list[Deferred[Any]]:
+    """Make lab's room answer method with a Deferred; returns those it hands out."""
+    handed: list[Deferred[Any]] = []
+    answer_now = getattr(lab.room, method)
+
+    def answer_later(*args: Any) -> Deferred[Any]:
+        answer = answer_now(*args)
+        deferred: Deferred[Any] = Deferred()
+        handed.append(deferred)
+        deferred.addCallback(lambda _: answer)
+        return deferred
+
+    setattr(lab.room, method, answer_later)
+    return handed
+
+
+def test_lines_read_while_the_room_works_on_an_answer_wait_for_it_in_order() -> None:
+    lab = Lab()
+    alice = lab.user("alice")
+    alice.heard()
+    answers = later(lab, "list_names")
+    alice.types("/who", "hello", "/me waves")
+    assert alice.heard() == b""
+    answers[0].callback(None)
+    assert alice.heard() == lines("1 user online: alice", "<alice> hello", "* alice waves")
+
+
+def test_a_line_that_asks_again_makes_the_rest_wait_again() -> None:
+    lab = Lab()
+    alice = lab.user("alice")
+    alice.heard()
+    answers = later(lab, "list_names")
+    alice.types("/who", "/who", "hello")
+    answers[0].callback(None)
+    assert alice.heard() == lines("1 user online: alice")
+    answers[1].callback(None)
+    assert alice.heard() == lines("1 user online: alice", "<alice> hello")
+
+
+def test_lines_waiting_when_the_name_is_lost_are_not_taken_for_names() -> None:
+    lab = Lab()
+    alice = lab.user("alice")
+    alice.heard()
+    answers = later(lab, "list_names")
+    alice.types("/who", "hello")
+    lab.room.let_go(alice.session, "name taken meanwhile")
+    alice.session.lose_name(b"* your name was taken\r\n")
+    answers[0].callback(None)
+    assert alice.heard() == b"* your name was taken\r\n" + lines(
+        "Welcome to labchat! Please enter your name:"
+    )
+    assert alice.session.stage is Stage.LOGIN
+    alice.types("alice2")
+    assert alice.heard() == lines("Welcome alice2! 1 user online: alice2")

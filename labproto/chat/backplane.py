@@ -59,8 +59,9 @@ class IBackplane(Interface):
         left: tuple[bytes, bytes],
         users: Sequence[tuple[str, str]],
         departed: Sequence[tuple[str, bytes]],
+        pending: Sequence[str] = (),
     ) -> Deferred[list[int]]:
-        """Run redisscripts.REJOIN for users (key, name) and departed (key, line)."""
+        """Run redisscripts.REJOIN for users (key, name), departed (key, line) and pending keys."""
 
     def goodbye(left: tuple[bytes, bytes]) -> Deferred[None]:  # noqa: N805
         """Run redisscripts.GOODBYE: the node leaves the room."""

@@ -174,10 +174,12 @@ class RedisBackplane:
         left: tuple[bytes, bytes],
         users: Sequence[tuple[str, str]],
         departed: Sequence[tuple[str, bytes]],
+        pending: Sequence[str] = (),
     ) -> Deferred[list[int]]:
-        flat: list[Argument] = [int(ttl * 1000), *joined, *left, len(users)]
+        flat: list[Argument] = [int(ttl * 1000), *joined, *left, len(users), len(pending)]
         for key, name in users:
             flat += [key, name]
+        flat += pending
         for key, line in departed:
             flat += [key, line]
         return self._run(redisscripts.REJOIN, *flat)

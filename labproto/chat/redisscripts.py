@@ -220,22 +220,24 @@ return 0
 # ARGV[3] the node's time to live in ms, as for HEARTBEAT; ARGV[4], ARGV[5]
 # what goes before and after a name in the line that says it joined;
 # ARGV[6], ARGV[7] the same for the line that says it left, when the node
-# no longer knows why; ARGV[8] how many users follow; then KEY NAME for
-# each user of the node; then KEY LINE for each user who left while the
-# node was cut off from Redis.
+# no longer knows why; ARGV[8] how many users follow, ARGV[9] how many
+# pending names; then KEY NAME for each user of the node; then the KEY of
+# each name a login or /nick of the node has asked for and not yet had
+# back (kept if the node holds it, never taken); then KEY LINE for each
+# user who left while the node was cut off from Redis.
 # Registers the node, and its users' names again: each number returned is
 # 1 (the name was still the node's), 2 (it was free again: the other nodes
-# are told the user joined) or 0 (another node's user has it now). Any other name
-# the node still holds is freed, and the room told.
+# are told the user joined) or 0 (another node's user has it now). Any other
+# name the node still holds is freed, and the room told.
 REJOIN = (
     _PRELUDE
     + """
 local ttl = tonumber(ARGV[3])
 local joined_before, joined_after = ARGV[4], ARGV[5]
 local left_before, left_after = ARGV[6], ARGV[7]
-local count = tonumber(ARGV[8])
+local count, pending = tonumber(ARGV[8]), tonumber(ARGV[9])
 local kept, answers = {}, {}
-for i = 9, 8 + 2 * count, 2 do
+for i = 10, 9 + 2 * count, 2 do
   local key, name = ARGV[i], ARGV[i + 1]
   local owner = holder(key)
   if owner == node then
@@ -250,7 +252,10 @@ for i = 9, 8 + 2 * count, 2 do
     answers[#answers + 1] = 0
   end
 end
-for i = 9 + 2 * count, #ARGV, 2 do
+for i = 10 + 2 * count, 9 + 2 * count + pending do
+  if holder(ARGV[i]) == node then kept[ARGV[i]] = true end
+end
+for i = 10 + 2 * count + pending, #ARGV, 2 do
   if not kept[ARGV[i]] then release(ARGV[i], ARGV[i + 1]) end
 end
 for _, key in ipairs(redis.call('SMEMBERS', owned)) do

@@ -104,6 +104,9 @@ class ChatSession:
             self.log.info("{name} must log in again: the name was taken", name=self.name)
             self.name = None
             self.stage = Stage.LOGIN
+            # Lines held for an answer were meant as messages, not names.
+            if self._unread is not None:
+                self._unread.clear()
             self.deliver(notice)
             self._prompt()
 

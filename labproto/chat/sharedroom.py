@@ -81,7 +81,7 @@ class SharedRoom(ChatRoom):
         self._serials = itertools.count(1)
         # Logins and renames sent to Redis, by serial, until their record
         # comes back on the channel (or Redis refuses them).
-        self._claims: dict[str, tuple[IChatMember, Deferred[str | None]]] = {}
+        self._claims: dict[str, tuple[IChatMember, str, Deferred[str | None]]] = {}
         self._renames: dict[str, tuple[IChatMember, Deferred[str | None]]] = {}
         self._renaming: dict[IChatMember, str] = {}
         self._listings: dict[str, Deferred[list[str]]] = {}
@@ -134,8 +134,10 @@ class SharedRoom(ChatRoom):
             count=len(self),
         )
         self._take_back_unsent()
-        for _, waiting in [*self._claims.values(), *self._renames.values()]:
-            waiting.callback(wire.ROOM_UNAVAILABLE)
+        waiting = [claim[-1] for claim in self._claims.values()]
+        waiting += [rename[-1] for rename in self._renames.values()]
+        for refused in waiting:
+            refused.callback(wire.ROOM_UNAVAILABLE)
         self._claims.clear()
         self._renames.clear()
         self._renaming.clear()
@@ -176,6 +178,9 @@ class SharedRoom(ChatRoom):
             template(lambda name: wire.left(name, wire.CONNECTION_LOST)),
             [(key, member.name) for key, member in users],
             departed,
+            # Asked for, maybe given already: not to be freed as forgotten.
+            [key for _, key, _ in self._claims.values()]
+            + [name_key(name) for name in self._renaming.values()],
         )
 
         def failed(failure: Failure) -> Failure:
@@ -309,7 +314,7 @@ class SharedRoom(ChatRoom):
         if claim is None:
             self.broadcast(wire.joined(name))
             return
-        member, waiting = claim
+        member, _, waiting = claim
         names = sort_names(listed.split(",")) if listed else []
         self.admit(member, name, wire.welcome(name, int(count), names))
         self.broadcast(wire.joined(name), exclude=member)
@@ -346,7 +351,7 @@ class SharedRoom(ChatRoom):
             return wire.ROOM_UNAVAILABLE
         serial = str(next(self._serials))
         waiting: Deferred[str | None] = Deferred()
-        self._claims[serial] = (member, waiting)
+        self._claims[serial] = (member, name_key(name), waiting)
 
         def answered(claimed: int | None) -> None:
             # Taken, the name is refused here; given, its record on the

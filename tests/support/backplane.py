@@ -333,11 +333,12 @@ class FakeBackplane:
         left: tuple[bytes, bytes],
         users: Sequence[tuple[str, str]],
         departed: Sequence[tuple[str, bytes]],
+        pending: Sequence[str] = (),
     ) -> Deferred[list[int]]:
         return self._run(
             "REJOIN",
             (list(users), list(departed)),
-            lambda out: self._rejoin(ttl, joined, left, users, departed, out),
+            lambda out: self._rejoin(ttl, joined, left, users, departed, pending, out),
         )
 
     def _rejoin(
@@ -347,6 +348,7 @@ class FakeBackplane:
         left: tuple[bytes, bytes],
         users: Sequence[tuple[str, str]],
         departed: Sequence[tuple[str, bytes]],
+        pending: Sequence[str],
         out: list[bytes],
     ) -> list[int]:
         redis = self.redis
@@ -363,6 +365,7 @@ class FakeBackplane:
                 kept.add(key)
             else:
                 answers.append(0)
+        kept |= {key for key in pending if redis.holder(key) == self.node}
         for key, line in departed:
             if key not in kept:
                 self._release(key, line, out)
