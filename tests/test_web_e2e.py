@@ -15,7 +15,9 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from prometheus_client.parser import text_string_to_metric_families
 from support.certificates import make_certificate, tls_endpoint
 from support.chat import PROMPT, ChatUser, Connect, chat_server, flood
+from support.nodes import IN_ROOM, start_nodes
 from support.processes import DEADLINE, LOOPBACK_TCP, ServerProcess
+from support.redis import RedisServer
 from support.websocket import TEXT, client_frame, handshake, server_frames
 from twisted.internet import defer, endpoints, reactor, threads
 
@@ -347,3 +349,33 @@ def test_a_websocket_that_stops_reading_is_cut_off_past_sendq(
             "* slowtab left (send queue exceeded)"
         ]
         server.wait_for(r"\] slowtab left \(send queue exceeded\)$")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_user_is_a_member_of_a_room_shared_through_redis(
+    redis_server: RedisServer, servers: Servers, connect: Connect, websockets: WebSockets
+) -> None:
+    # redis_server is asked for first, so that the nodes stop before it.
+    node_a = servers(
+        "labchat", "--port", LOOPBACK_TCP, "--web", LOOPBACK_TCP, "--redis", redis_server.url
+    )
+    web_port = int(node_a.wait_for(WEB_LISTENING).group(1))
+    node_a.wait_for(IN_ROOM)
+    (node_b,) = start_nodes(servers, [redis_server.url])
+    bob = connect(node_b.port)
+    assert await log_in(bob, "bob") == "Welcome bob! 1 user online: bob"
+    alice = await websockets.open(web_port)
+    await alice.expect(PROMPT)
+    alice.send("BOB")
+    await alice.expect("ERROR name taken: BOB")
+    alice.send("alice")
+    await alice.expect("Welcome alice! 2 users online: alice, bob")
+    await expect(bob, "* alice joined")
+    alice.send("/msg bob psst")
+    await alice.expect("-> *bob* psst")
+    await expect(bob, "*alice* psst")
+    bob.send("hi alice")
+    await alice.expect("<bob> hi alice")
+    alice.send("/quit")
+    await alice.expect("Bye alice!")
+    await expect(bob, "<bob> hi alice", "* alice left (quit)")
