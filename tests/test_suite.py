@@ -77,6 +77,17 @@ def test_web_reaches_labchat_alone() -> None:
     assert parsed().service_options["labchat"]["web"] is None
 
 
+def test_redis_reaches_labchat_alone() -> None:
+    options = parsed("--redis", "redis://lab.example.org/1")
+    assert str(options.service_options["labchat"]["redis"]) == "redis://lab.example.org:6379/1"
+    assert parsed().service_options["labchat"]["redis"] is None
+
+
+def test_a_bad_redis_url_is_refused_naming_redis() -> None:
+    with pytest.raises(usage.UsageError, match=re.escape("--redis: expected redis://")):
+        parsed("--redis", "lab.example.org")
+
+
 def test_a_bad_web_endpoint_is_refused_naming_web() -> None:
     with pytest.raises(usage.UsageError, match=re.escape("--web 'nope:1' cannot be used")):
         parsed("--web", "nope:1")

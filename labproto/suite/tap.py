@@ -54,7 +54,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--echo-port N] [--time-port N] [--chat-port N|ENDPOINT] [--knock-port N|ENDPOINT]"
-        " [--calc-port N|ENDPOINT] [--interface ADDR] [--web ENDPOINT] [--trace]"
+        " [--calc-port N|ENDPOINT] [--interface ADDR] [--web ENDPOINT] [--redis URL] [--trace]"
     )
     longdesc = (
         "All five lab services in one process, each on its own default port: udpecho "
@@ -81,6 +81,13 @@ class Options(usage.Options):
             "Also serve labchat's web page, its WebSocket and /metrics on this port "
             "or endpoint (tcp:8080); off unless given.",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Share labchat's room, lobby, with every other labchat on this Redis "
+            "(redis://HOST:6379/0); off unless given.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -91,8 +98,10 @@ class Options(usage.Options):
                 arguments += ["--interface", self["interface"]]
             if self["trace"]:
                 arguments.append("--trace")
-            if part.name == "labchat" and self["web"] is not None:
-                arguments += ["--web", self["web"]]
+            if part.name == "labchat":
+                for shared in ("web", "redis"):
+                    if self[shared] is not None:
+                        arguments += [f"--{shared}", self[shared]]
             service_options = part.tap.Options()
             try:
                 service_options.parseOptions(arguments)
