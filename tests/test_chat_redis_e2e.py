@@ -200,7 +200,9 @@ def test_redis_lost_and_restarted_mid_chat(
 
     redis_server.start()
     restarted = time.monotonic()
-    wait_until(node_a, lambda user: RESTORED in user.lines[user.seen :])
+    # Back, A lists the room as it is now: B is not back yet.
+    listed_by_a = "2 users online: alice, carol"
+    wait_until(node_a, lambda user: listed_by_a in user.lines[user.seen :])
     assert time.monotonic() - restarted < LAST_RETRY
     gate.open()
     wait_until(node_b, lambda user: RESTORED in user.lines[user.seen :])
@@ -208,9 +210,10 @@ def test_redis_lost_and_restarted_mid_chat(
     bob.send("back together")
     for user in node_a:
         heard = user.lines_through("<bob> back together")
-        assert heard == [RESTORED, "* bob joined", "<bob> back together"], user
+        assert heard == [RESTORED, listed_by_a, "* bob joined", "<bob> back together"], user
     assert bob.lines_through("<bob> back together") == [
         RESTORED,
+        "3 users online: alice, bob, carol",
         "<bob> back together",
     ]
     dave.send("dave")
@@ -238,13 +241,18 @@ def test_after_a_redis_restart_nobody_is_told_that_users_of_their_own_node_joine
     everyone_hears([alice, bob], UNAVAILABLE)
     gate.close()
     redis_server.start()
-    alice.wait(lambda user: RESTORED in user.lines[user.seen :])
+    alice.wait(lambda user: "1 user online: alice" in user.lines[user.seen :])
     gate.open()
     bob.wait(lambda user: RESTORED in user.lines[user.seen :])
     bob.send("back")
     # alice never left: she is not told that she joined; bob, whom A lost, is.
-    assert alice.lines_through("<bob> back") == [RESTORED, "* bob joined", "<bob> back"]
-    assert bob.lines_through("<bob> back") == [RESTORED, "<bob> back"]
+    assert alice.lines_through("<bob> back") == [
+        RESTORED,
+        "1 user online: alice",
+        "* bob joined",
+        "<bob> back",
+    ]
+    assert bob.lines_through("<bob> back") == [RESTORED, "2 users online: alice, bob", "<bob> back"]
 
 
 def test_a_node_cut_off_from_redis_for_a_moment_tells_the_room_who_left_meanwhile(
@@ -267,7 +275,11 @@ def test_a_node_cut_off_from_redis_for_a_moment_tells_the_room_who_left_meanwhil
     alice.wait(lambda user: RESTORED in user.lines[user.seen :])
     alice.send("back")
     # Told once, on each node: alice when carol left, bob once A was back.
-    assert alice.lines_through("<alice> back") == [RESTORED, "<alice> back"]
+    assert alice.lines_through("<alice> back") == [
+        RESTORED,
+        "2 users online: alice, bob",
+        "<alice> back",
+    ]
     assert bob.lines_through("<alice> back") == ["* carol left (quit)", "<alice> back"]
     bob.send("/who")
     bob.expect("2 users online: alice, bob")

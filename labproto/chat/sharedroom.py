@@ -219,6 +219,15 @@ class SharedRoom(ChatRoom):
             member.lose_name(encode_line(wire.name_lost(member.name)))
         if was_out:
             self.broadcast(wire.BACKPLANE_RESTORED)
+            # Lines were missed while away, leaves among them: say who is here
+            # now, as /who would. Nodes that come back later say so as they do.
+            listing = self.list_names()
+            if isinstance(listing, Deferred):
+                listing.addCallback(self._tell_who)
+
+    def _tell_who(self, names: list[str]) -> None:
+        for line in wire.who(names):
+            self.broadcast(line)
 
     def _beat(self) -> None:
         beating = self.backplane.heartbeat(
