@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from support.chat import PROMPT, ChatUser, Connect, wait_until
-from support.nodes import IN_ROOM, RedisGate, log_in_all, start_nodes
+from support.nodes import IN_ROOM, Node, RedisGate, log_in_all, start_nodes
 from support.processes import DEADLINE, ServerProcess
 from support.redis import RedisServer
 
@@ -42,6 +42,23 @@ def everyone_hears(users: list[ChatUser], *lines: str) -> None:
     wait_until(users, lambda user: len(user.lines) >= user.seen + len(lines))
     for user in users:
         user.expect(*lines)
+
+
+def alice_on_a_and_bob_on_b(a: Node, b: Node, connect: Connect) -> tuple[ChatUser, ChatUser]:
+    """alice logged in on node a and bob on node b, each told of the other."""
+    alice, bob = connect(a.port), connect(b.port)
+    alice.log_in("alice")
+    bob.log_in("bob")
+    alice.expect("* bob joined")
+    return alice, bob
+
+
+def restart_redis_behind(redis_server: RedisServer, gate: RedisGate, users: list[ChatUser]) -> None:
+    """Stop Redis (users are told), close the gate, and start Redis again, empty."""
+    redis_server.stop()
+    everyone_hears(users, UNAVAILABLE)
+    gate.close()
+    redis_server.start()
 
 
 # The fixtures are asked for in this order so that the nodes stop, and say
@@ -233,14 +250,8 @@ def test_after_a_redis_restart_nobody_is_told_that_users_of_their_own_node_joine
     redis_server: RedisServer, gate: RedisGate, servers: Start, connect: Connect
 ) -> None:
     a, b = start_nodes(servers, [redis_server.url, gate.url])
-    alice, bob = connect(a.port), connect(b.port)
-    alice.log_in("alice")
-    bob.log_in("bob")
-    alice.expect("* bob joined")
-    redis_server.stop()
-    everyone_hears([alice, bob], UNAVAILABLE)
-    gate.close()
-    redis_server.start()
+    alice, bob = alice_on_a_and_bob_on_b(a, b, connect)
+    restart_redis_behind(redis_server, gate, [alice, bob])
     alice.wait(lambda user: "1 user online: alice" in user.lines[user.seen :])
     gate.open()
     bob.wait(lambda user: RESTORED in user.lines[user.seen :])
@@ -290,14 +301,8 @@ def test_a_name_taken_on_another_node_while_redis_was_away_is_lost(
 ) -> None:
     # A reaches Redis through the gate, kept closed until B has given alice's name away.
     a, b = start_nodes(servers, [gate.url, redis_server.url])
-    alice, bob = connect(a.port), connect(b.port)
-    alice.log_in("alice")
-    bob.log_in("bob")
-    alice.expect("* bob joined")
-    redis_server.stop()
-    everyone_hears([alice, bob], UNAVAILABLE)
-    gate.close()
-    redis_server.start()
+    alice, bob = alice_on_a_and_bob_on_b(a, b, connect)
+    restart_redis_behind(redis_server, gate, [alice, bob])
     bob.lines_through(RESTORED)
     thief = connect(b.port)
     assert thief.log_in("ALICE") == "Welcome ALICE! 2 users online: ALICE, bob"
