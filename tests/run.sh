@@ -56,5 +56,9 @@ echo "== sphinx"
 # Warnings are errors: a broken reference or a page missing from the index fails the run.
 .venv/bin/sphinx-build -W --keep-going -q -b html docs build/docs
 echo "== pytest"
+# One worker per core, up to 4: most tests wait on real processes and
+# sockets, not on the CPU. Each test file runs whole in one worker, in order.
+workers=$(nproc 2>/dev/null || echo 1)
+(( workers > 4 )) && workers=4
 # pytest exits non-zero when a test fails and when no test was collected.
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
