@@ -8,6 +8,7 @@ docstring), and which keys it leaves in Redis.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -143,11 +144,16 @@ async def connect(redis_server: RedisServer) -> AsyncIterator[Connect]:
     """Connect RedisBackplane links to redis_server (node, room, url); all closed after."""
     opened: list[Link] = []
 
-    async def open_link(node: str, room: str = "lobby", url: str | None = None) -> Link:
+    async def open_link(
+        node: str, room: str = "lobby", url: str | None = None, registered: bool = True
+    ) -> Link:
         address = parse_redis_url(url or redis_server.url)
         link = Link(RedisBackplane(reactor, address, room, node))
         opened.append(link)
         await link.backplane.connect(link.received, link.lost)
+        if registered:
+            # As a node does before it takes logins: FLUSH takes no names before.
+            assert await link.backplane.rejoin(60.0, JOINED, LEFT, [], []) == []
         return link
 
     yield open_link
@@ -434,7 +440,7 @@ async def test_heartbeat_extends_the_nodes_time_and_answers_1(
 async def test_heartbeat_of_a_node_never_registered_answers_0(
     connect: Connect, redis_server: RedisServer
 ) -> None:
-    a = await connect("a")
+    a = await connect("a", registered=False)
     assert await a.backplane.heartbeat(10.0, NODE_LOST) == 0
     assert value(redis_server, "ZSCORE", KEYS.nodes, "a") is None
 
@@ -457,9 +463,10 @@ async def test_heartbeat_gives_up_a_node_past_its_time_and_frees_its_names(
     wait_out(redis_server, "a")
     assert await b.backplane.heartbeat(10.0, NODE_LOST) == 1
     message = await b.message()
+    # Not for a's own users: if a was merely stalled, they are still there.
     assert sorted(message.splitlines(keepends=True)) == [
-        b"* alice left (node lost)\r\n",
-        b"* amy left (node lost)\r\n",
+        b"\x01Oa\t* alice left (node lost)\r\n",
+        b"\x01Oa\t* amy left (node lost)\r\n",
     ]
     assert value(redis_server, "HKEYS", KEYS.names) == [b"bob"]
     assert value(redis_server, "EXISTS", KEYS.node("a")) == 0
@@ -468,6 +475,16 @@ async def test_heartbeat_gives_up_a_node_past_its_time_and_frees_its_names(
     # The node given up learns it at its next beat, which does not register it again.
     assert await a.backplane.heartbeat(10.0, NODE_LOST) == 0
     assert value(redis_server, "ZSCORE", KEYS.nodes, "a") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_given_up_for_lost_takes_no_name_until_it_registers_again(
+    connect: Connect, redis_server: RedisServer
+) -> None:
+    a = await connect("a", registered=False)
+    renamed = ("R", "2", "alice", "carol", "carol", lines("* alice is now known as carol"))
+    assert await a.flush(("C", "1", "alice", "alice"), renamed) == [2, 2]
+    assert value(redis_server, "HKEYS", KEYS.names) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -587,6 +604,33 @@ async def test_connect_fails_with_backplane_error_when_nothing_listens(
     assert link.why == []
     with pytest.raises(BackplaneError, match="not connected"):
         await link.flush(said("alice", "hi"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_gives_up_on_a_server_that_never_answers() -> None:
+    # The kernel completes the handshake; nobody ever reads or answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        link = RedisBackplane(reactor, parse_redis_url(url), "lobby", "a")
+        link.connect_timeout = 0.3
+        lost: list[str] = []
+        with pytest.raises(BackplaneError, match=r"^no answer within 0\.3 s$"):
+            await link.connect(lambda message: None, lost.append)
+        assert lost == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_and_password_in_the_url_log_in_as_that_acl_user(
+    connect: Connect, redis_server: RedisServer
+) -> None:
+    user = ("ACL", "SETUSER", "lab", "on", ">s3cret", "~*", "&*", "+@all")
+    assert value(redis_server, *user) == b"OK"
+    a = await connect("a", url=redis_server.url.replace("redis://", "redis://lab:s3cret@"))
+    await a.marker("logged in as lab")
+    with pytest.raises(BackplaneError, match="WRONGPASS"):
+        await connect("b", url=redis_server.url.replace("redis://", "redis://lab:wrong@"))
 
 
 @pytest_twisted.ensureDeferred

@@ -1326,3 +1326,35 @@ def test_lines_waiting_when_the_name_is_lost_are_not_taken_for_names() -> None:
     assert alice.session.stage is Stage.LOGIN
     alice.types("alice2")
     assert alice.heard() == lines("Welcome alice2! 1 user online: alice2")
+
+
+def test_lines_read_while_an_answer_waits_are_held_up_to_a_burst_and_quit_always() -> None:
+    lab = Lab(burst=3)
+    alice = lab.user("alice")
+    alice.heard()
+    answers = later(lab, "list_names")
+    alice.types("/who", "one", "two", "three", "four", "/QUIT bye")
+    # The fourth is one too many to hold: the user is told at once.
+    assert alice.heard() == lines("ERROR slow down: message dropped")
+    assert lab.room.figures.flood_dropped == 1
+    answers[0].callback(None)
+    # Then flood control reads them as it would have: /who took one of the three.
+    assert alice.heard() == lines(
+        "1 user online: alice",
+        "<alice> one",
+        "<alice> two",
+        "ERROR slow down: message dropped",
+        "Bye alice!",
+    )
+
+
+def test_without_flood_control_every_line_read_while_an_answer_waits_is_kept() -> None:
+    lab = Lab(burst=3, rate=0)
+    alice = lab.user("alice")
+    alice.heard()
+    answers = later(lab, "list_names")
+    alice.types("/who", *(f"line {number}" for number in range(10)))
+    answers[0].callback(None)
+    assert alice.heard() == lines(
+        "1 user online: alice", *(f"<alice> line {number}" for number in range(10))
+    )

@@ -546,6 +546,11 @@ def test_the_room_is_lobby_and_a_dead_node_is_told_within_15_seconds_by_default(
             ["--redis", "redis://h/zero"],
             "--redis: the database of 'redis://h/zero' must be a number",
         ),
+        (
+            ["--redis", "redis://s3cret@h"],
+            "--redis: 'redis://s3cret@h' names a user but no password: write "
+            "redis://:PASSWORD@HOST",
+        ),
         (["--room", "a room"], "--room takes 1 to 64 letters, digits, _, . or -, not 'a room'"),
         (["--lost-after", "0"], "--lost-after must be a number from 0.3 up, not '0'"),
     ],

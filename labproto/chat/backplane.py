@@ -63,7 +63,7 @@ class IBackplane(Interface):
     ) -> Deferred[list[int]]:
         """Run redisscripts.REJOIN for users (key, name), departed (key, line) and pending keys."""
 
-    def goodbye(left: tuple[bytes, bytes]) -> Deferred[None]:  # noqa: N805
+    def goodbye(left: tuple[bytes, bytes]) -> Deferred[int]:  # noqa: N805
         """Run redisscripts.GOODBYE: the node leaves the room."""
 
     def disconnect() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import txredisapi  # type: ignore[import-untyped]
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
@@ -103,11 +103,17 @@ class RedisBackplane:
         self._subscriber: _Subscriber | None = None
         self._commands: _Commands | None = None
         self._lost: Callable[[str], None] | None = None
+        # How long connecting, logging in and subscribing may take in all.
+        self.connect_timeout = CONNECT_TIMEOUT + REPLY_TIMEOUT
 
     def connect(
         self, received: Callable[[bytes], None], lost: Callable[[str], None]
     ) -> Deferred[None]:
-        return ensureDeferred(self._connect(received, lost))
+        connecting = ensureDeferred(self._connect(received, lost))
+        # txredisapi waits for the subscription with no time limit: a Redis
+        # that takes the connection and never answers would hold the node
+        # here, neither in the room nor trying again.
+        return connecting.addTimeout(self.connect_timeout, self.reactor)
 
     async def _connect(
         self, received: Callable[[bytes], None], lost: Callable[[str], None]
@@ -123,6 +129,9 @@ class RedisBackplane:
             commands = self._commands = _Commands(self)
             await endpoint.connect(_Quietly(commands))
             await self._log_in(commands)
+        except CancelledError:
+            self.disconnect()
+            raise BackplaneError(f"no answer within {self.connect_timeout:g} s") from None
         except Exception as error:
             self.disconnect()
             raise BackplaneError(_why(error)) from error
@@ -132,7 +141,7 @@ class RedisBackplane:
         # Done here, not by txredisapi: its own AUTH and SELECT report a
         # failure to a connection factory that this link does not use.
         if self.address.password is not None:
-            await protocol.auth(self.address.password)
+            await protocol.auth(self.address.password, self.address.username)
         if self.address.db:
             await protocol.select(self.address.db)
 
@@ -184,7 +193,7 @@ class RedisBackplane:
             flat += [key, line]
         return self._run(redisscripts.REJOIN, *flat)
 
-    def goodbye(self, left: tuple[bytes, bytes]) -> Deferred[None]:
+    def goodbye(self, left: tuple[bytes, bytes]) -> Deferred[int]:
         return self._run(redisscripts.GOODBYE, *left)
 
 

@@ -104,11 +104,14 @@ end
 #   N SERIAL                                /who: the names of every user
 #   F SERIAL                                a mark: everything before it is back
 # Returns one number for each C, R, W, N and F: 1 done, 0 refused (name taken, or
-# no such user).
+# no such user), 2 not now (C and R, while the node is not registered).
 FLUSH = (
     _PRELUDE
     + """
 local answers = {}
+-- A node given up for lost takes no names until it has registered again:
+-- no heartbeat would free them if it died.
+local registered = redis.call('ZSCORE', nodes, node)
 local i = 3
 while i <= #ARGV do
   local op = ARGV[i]
@@ -117,7 +120,9 @@ while i <= #ARGV do
     i = i + 2
   elseif op == 'C' then
     local serial, key, name = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    if claim(key, name) then
+    if not registered then
+      answers[#answers + 1] = 2
+    elseif claim(key, name) then
       local count = redis.call('HLEN', names)
       local listed = ''
       if count <= 20 then listed = names_listed() end
@@ -135,7 +140,9 @@ while i <= #ARGV do
     local serial, old, new = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     local name, line = ARGV[i + 4], ARGV[i + 5]
     local renamed = false
-    if old == new and holder(new) == node then
+    if not registered then
+      renamed = nil
+    elseif old == new and holder(new) == node then
       redis.call('HSET', names, new, node .. '\\t' .. name)
       renamed = true
     elseif claim(new, name) then
@@ -146,7 +153,9 @@ while i <= #ARGV do
       end
       renamed = true
     end
-    if renamed then
+    if renamed == nil then
+      answers[#answers + 1] = 2
+    elseif renamed then
       out[#out + 1] = '\\1R' .. node .. '\\t' .. serial .. '\\t' .. name .. '\\r\\n'
       out[#out + 1] = line
       answers[#answers + 1] = 1
@@ -201,7 +210,8 @@ for _, lost in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
       local owner, name = holder(key)
       if owner == lost then
         redis.call('HDEL', names, key)
-        out[#out + 1] = before .. name .. after
+        -- Not for the lost node's own users, if it was merely stalled: none left.
+        out[#out + 1] = '\\1O' .. lost .. '\\t' .. before .. name .. after
       end
     end
     redis.call('DEL', set)

@@ -14,12 +14,14 @@ DEFAULT_REDIS_PORT = 6379
 
 @dataclass(frozen=True)
 class RedisAddress:
-    """Where a Redis listens, as ``redis://[:PASSWORD@]HOST[:PORT][/DB]`` says."""
+    """Where a Redis listens, as ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`` says."""
 
     host: str
     port: int
     db: int
     password: str | None
+    # A Redis 6 ACL user; None for the default user.
+    username: str | None = None
 
     def __str__(self) -> str:
         # Never the password: this goes in logs.
@@ -39,4 +41,11 @@ def parse_redis_url(url: str) -> RedisAddress:
     if path and not path.isdigit():
         raise ValueError(f"the database of {url!r} must be a number, as in redis://HOST:6379/0")
     password = unquote(parts.password) if parts.password else None
-    return RedisAddress(parts.hostname, port, int(path or 0), password)
+    username = unquote(parts.username) if parts.username else None
+    if username is not None and password is None:
+        # redis://secret@host would send no AUTH at all.
+        raise ValueError(
+            f"{url!r} names a user but no password: write redis://:PASSWORD@HOST "
+            "for a password alone, redis://USER:PASSWORD@HOST for a user"
+        )
+    return RedisAddress(parts.hostname, port, int(path or 0), password, username)

@@ -127,11 +127,30 @@ class ChatSession:
     def line_received(self, text: str) -> None:
         """Handle one line from the user: a name while logging in, then a message or command."""
         if self._unread is not None:
-            self._unread.append(text)
+            self._wait_with(text)
         elif self.stage is Stage.CHAT:
             self._chat(text)
         elif self.stage is Stage.LOGIN:
             self._log_in(text)
+
+    def _wait_with(self, text: str) -> None:
+        """Keep a line read while an answer is awaited: at most a burst of them, and /quit.
+
+        Without flood control (--rate 0) every line is kept, as every line
+        would have been relayed.
+        """
+        assert self._unread is not None
+        command = split_command(text)
+        if (
+            not self.limits.rate
+            or len(self._unread) < self.limits.burst
+            or (command is not None and command[0].lower() == "/quit")
+        ):
+            self._unread.append(text)
+            return
+        # The room is slow to answer (Redis is): the user hears so at once.
+        self.room.figures.flood_dropped += 1
+        self.send_text(wire.SLOW_DOWN)
 
     def input_ended(self) -> None:
         """The user can send nothing more (a half-closed connection): leave the room now.
@@ -203,7 +222,11 @@ class ChatSession:
         self._unread = []
 
         def answered(result: T) -> None:
-            then(result)
+            try:
+                then(result)
+            except Exception:
+                # Logged; the user's lines must not wait for ever behind it.
+                self.log.failure("Handling the room's answer")
             unread, self._unread = self._unread or [], None
             for index, text in enumerate(unread):
                 if self._unread is not None:

@@ -50,6 +50,11 @@ REFUSED, DONE = 0, 1
 KEPT, REJOINED = 1, 2
 
 _RECORD = b"\x01"
+_MARK = b"\x01F"
+
+
+def _ignored(answer: int | None) -> None:
+    """The answer to a batch's own mark: its coming back on the channel is what counts."""
 
 
 class SharedRoom(ChatRoom):
@@ -91,6 +96,9 @@ class SharedRoom(ChatRoom):
         self._answered: list[Callable[[int | None], None]] = []
         self._flush_call: IDelayedCall | None = None
         self._flushing = False
+        # Each batch sent, by the serial of the mark that leads its message,
+        # until that message comes back: lost with Redis, it is done here.
+        self._unconfirmed: dict[str, list[Operation]] = {}
         # Users who left while Redis was away: (key, the record that tells
         # the other nodes so; this node's users were told at once).
         self._departed: list[tuple[str, bytes]] = []
@@ -104,7 +112,14 @@ class SharedRoom(ChatRoom):
     def _connect(self) -> None:
         self._retry_call = None
         connecting = self.backplane.connect(self.lines_received, self._lost)
-        connecting.addCallback(lambda _: self._rejoin()).addErrback(self._failed)
+        connecting.addCallback(self._connected).addErrback(self._failed)
+
+    def _connected(self, _: object) -> Deferred[None] | None:
+        if self._closing:
+            # Stopped while connecting: the node is not to join after all.
+            self.backplane.disconnect()
+            return None
+        return self._rejoin()
 
     def _failed(self, failure: Failure) -> None:
         self.backplane.disconnect()
@@ -134,6 +149,9 @@ class SharedRoom(ChatRoom):
             count=len(self),
         )
         self._take_back_unsent()
+        if not self._closing:
+            # Told before anything that waited on Redis goes on here alone.
+            self.broadcast(wire.BACKPLANE_UNAVAILABLE)
         waiting = [claim[-1] for claim in self._claims.values()]
         waiting += [rename[-1] for rename in self._renames.values()]
         for refused in waiting:
@@ -148,17 +166,22 @@ class SharedRoom(ChatRoom):
         for mark in marks.values():
             mark.callback(None)
         if not self._closing:
-            self.broadcast(wire.BACKPLANE_UNAVAILABLE)
             self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
             self._retry_delay = min(2 * self._retry_delay, LAST_RETRY)
 
     def _take_back_unsent(self) -> None:
-        """What never reached Redis is done here alone: lines relayed, leaves noted."""
+        """What did not come back from Redis is done here alone: lines relayed, leaves noted.
+
+        A batch whose message never came back may have reached the other
+        nodes, or not; this node's users read it either way.
+        """
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
         operations, answered = self._operations, self._answered
         self._operations, self._answered = [], []
+        unconfirmed, self._unconfirmed = self._unconfirmed, {}
+        operations = [each for batch in unconfirmed.values() for each in batch] + operations
         for operation in operations:
             if operation[0] == "L":
                 self.broadcast_encoded(_as_bytes(operation[1]))
@@ -193,6 +216,8 @@ class SharedRoom(ChatRoom):
         )
 
     def _rejoined(self, answers: list[int], members: list[IChatMember]) -> None:
+        if self._closing:
+            return
         was_out, self._outage = self._outage, False
         self.up = True
         self._retry_delay = FIRST_RETRY
@@ -215,6 +240,7 @@ class SharedRoom(ChatRoom):
             self._send(("X", key, line))
         self._departed = []
         for member in taken:
+            self._renaming.pop(member, None)
             self.let_go(member, "name taken meanwhile")
             member.lose_name(encode_line(wire.name_lost(member.name)))
         if was_out:
@@ -233,12 +259,21 @@ class SharedRoom(ChatRoom):
         beating = self.backplane.heartbeat(
             self.node_ttl, template(lambda name: wire.left(name, wire.NODE_LOST))
         )
-        beating.addCallbacks(self._beaten, lambda failure: None)
+        beating.addCallbacks(self._beaten, self._refused_by_redis)
 
     def _beaten(self, alive: int) -> None:
         if alive == REFUSED and self.up:
             self.log.warn("The other nodes gave this node up for lost: registering its users again")
-            self._rejoin().addErrback(lambda failure: None)
+            self._rejoin().addErrback(self._refused_by_redis)
+
+    def _refused_by_redis(self, failure: Failure) -> None:
+        """A script failed while the connection stayed up (Redis out of memory, read-only...).
+
+        Nothing it was to do can be trusted done: Redis counts as lost.
+        """
+        if self.up:
+            self.backplane.disconnect()
+            self._lost(f"a script failed: {failure.getErrorMessage()}")
 
     # The room's requests, sent to Redis once a reactor turn.
 
@@ -267,6 +302,10 @@ class SharedRoom(ChatRoom):
             return
         self._operations, self._answered = [], []
         self._flushing = True
+        serial = str(next(self._serials))
+        self._unconfirmed[serial] = operations
+        operations = [("F", serial), *operations]
+        answered = [_ignored, *answered]
 
         def next_flush(result: object) -> object:
             self._flushing = False
@@ -279,7 +318,8 @@ class SharedRoom(ChatRoom):
                 each(result)
 
         def fail(failure: Failure) -> None:
-            # The link reports the loss itself; this only unblocks the waiting.
+            self._refused_by_redis(failure)
+            # Whatever still waits for an answer has none.
             for each in answered:
                 each(None)
 
@@ -290,6 +330,11 @@ class SharedRoom(ChatRoom):
     def lines_received(self, message: bytes) -> None:
         """Deliver one message of the room's channel, in the order it came."""
         self.hold()
+        if message.startswith(_MARK):
+            # A batch's mark leads its message: the rest is most often lines alone.
+            end = message.index(b"\r\n")
+            self._marked(*message[2:end].decode().split("\t"))
+            message = message[end + 2 :]
         if _RECORD not in message:
             self.broadcast_encoded(message, count=message.count(b"\n"))
             return
@@ -339,7 +384,10 @@ class SharedRoom(ChatRoom):
             waiting.callback(None)
 
     def _marked(self, node: str, serial: str) -> None:
-        mark = self._marks.pop(serial, None) if node == self.node else None
+        if node != self.node:
+            return
+        self._unconfirmed.pop(serial, None)
+        mark = self._marks.pop(serial, None)
         if mark is not None:
             mark.callback(None)
 
@@ -354,6 +402,8 @@ class SharedRoom(ChatRoom):
         return len(self._members) + len(self._claims) >= self.max_users
 
     def join(self, member: IChatMember, name: str) -> Answer[str | None]:
+        if name_key(name) in self._members:
+            return wire.name_taken(name)
         if self.is_full() or self._closing:
             return wire.ROOM_FULL
         if not self.up:

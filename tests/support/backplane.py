@@ -126,6 +126,9 @@ class FakeBackplane:
         self.connected = False
         self.unreachable = False
         self.stalled = False
+        # An error Redis answers every script with while it stays connected
+        # (out of memory, read-only...), or None.
+        self.refusing: str | None = None
         self.inbox: list[Event] = []
         # The answers to what a stalled link sent: they fail when the link closes.
         self.unanswered: list[Deferred[Any]] = []
@@ -216,7 +219,9 @@ class FakeBackplane:
         raise AssertionError(f"no {kind} waits for {self.node}")
 
     def _hand_over(self, event: Event) -> None:
-        if event[0] == "answer":
+        if event[0] == "answer" and isinstance(event[2], Exception):
+            event[1].errback(event[2])
+        elif event[0] == "answer":
             event[1].callback(event[2])
         elif self.received is not None:
             self.received(event[1])
@@ -231,6 +236,9 @@ class FakeBackplane:
             self.unanswered.append(answered)
             return answered
         self.runs.append((script, arguments))
+        if self.refusing is not None:
+            self.queue(("answer", answered, BackplaneError(self.refusing)))
+            return answered
         out: list[bytes] = []
         result = run(out)
         self.queue(("answer", answered, result))
@@ -258,7 +266,11 @@ class FakeBackplane:
 
     def _flush(self, operations: Sequence[Operation], out: list[bytes]) -> list[int]:
         answers = []
+        registered = self.node in self.redis.nodes
         for code, *arguments in operations:
+            if code in ("C", "R") and not registered:
+                answers.append(2)
+                continue
             if code == "L":
                 out.append(_bytes(arguments[0]))
             elif code == "C":
@@ -319,7 +331,8 @@ class FakeBackplane:
                     held = redis.names.get(key)
                     if held is not None and held[0] == lost:
                         del redis.names[key]
-                        out.append(left[0] + held[1].encode() + left[1])
+                        told = left[0] + held[1].encode() + left[1]
+                        out.append(b"\x01O" + lost.encode() + b"\t" + told)
                 del redis.nodes[lost]
         if self.node in redis.nodes:
             redis.nodes[self.node] = now + int(ttl * 1000)
@@ -506,3 +519,16 @@ class SharedLab:
             self.step()
         self.clock.advance(until - self.clock.seconds())
         self.settle()
+
+
+def unmarked(message: bytes) -> bytes:
+    """message without the mark that leads each batch's message (see SharedRoom._flush)."""
+    if message.startswith(b"\x01F"):
+        return message[message.index(b"\r\n") + 2 :]
+    return message
+
+
+def without_mark(operations: Sequence[Operation]) -> list[Operation]:
+    """A FLUSH's operations without the batch's own mark, which comes first."""
+    assert operations and operations[0][0] == "F", operations
+    return list(operations[1:])
