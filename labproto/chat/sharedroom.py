@@ -148,10 +148,12 @@ class SharedRoom(ChatRoom):
             why=why,
             count=len(self),
         )
-        self._take_back_unsent()
+        unanswered = self._take_back_unsent()
         if not self._closing:
             # Told before anything that waited on Redis goes on here alone.
             self.broadcast(wire.BACKPLANE_UNAVAILABLE)
+        for answer in unanswered:
+            answer(None)
         waiting = [claim[-1] for claim in self._claims.values()]
         waiting += [rename[-1] for rename in self._renames.values()]
         for refused in waiting:
@@ -169,11 +171,12 @@ class SharedRoom(ChatRoom):
             self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
             self._retry_delay = min(2 * self._retry_delay, LAST_RETRY)
 
-    def _take_back_unsent(self) -> None:
+    def _take_back_unsent(self) -> list[Callable[[int | None], None]]:
         """What did not come back from Redis is done here alone: lines relayed, leaves noted.
 
         A batch whose message never came back may have reached the other
-        nodes, or not; this node's users read it either way.
+        nodes, or not; this node's users read it either way. Returns those
+        who wait for an answer to what was never sent.
         """
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
@@ -189,8 +192,7 @@ class SharedRoom(ChatRoom):
                 line = _as_bytes(operation[2])
                 self._departed.append((str(operation[1]), self._told_here(line)))
                 self.broadcast_encoded(line)
-        for answer in answered:
-            answer(None)
+        return answered
 
     def _rejoin(self) -> Deferred[None]:
         users = list(self._members.items())
