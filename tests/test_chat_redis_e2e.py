@@ -53,6 +53,19 @@ def alice_on_a_and_bob_on_b(a: Node, b: Node, connect: Connect) -> tuple[ChatUse
     return alice, bob
 
 
+def alice_and_carol_on_a_and_bob_on_b(
+    a: Node, b: Node, connect: Connect
+) -> tuple[ChatUser, ChatUser, ChatUser]:
+    """alice and carol logged in on node a, then bob on node b; nothing left unheard."""
+    alice, carol, bob = connect(a.port), connect(a.port), connect(b.port)
+    alice.log_in("alice")
+    carol.log_in("carol")
+    alice.expect("* carol joined")
+    bob.log_in("bob")
+    everyone_hears([alice, carol], "* bob joined")
+    return alice, carol, bob
+
+
 def restart_redis_behind(redis_server: RedisServer, gate: RedisGate, users: list[ChatUser]) -> None:
     """Stop Redis (users are told), close the gate, and start Redis again, empty."""
     redis_server.stop()
@@ -192,12 +205,7 @@ def test_redis_lost_and_restarted_mid_chat(
 ) -> None:
     # B reaches Redis through the gate, so that the test can have A back first.
     a, b = start_nodes(servers, [redis_server.url, gate.url])
-    alice, carol, bob = connect(a.port), connect(a.port), connect(b.port)
-    alice.log_in("alice")
-    carol.log_in("carol")
-    alice.expect("* carol joined")
-    bob.log_in("bob")
-    everyone_hears([alice, carol], "* bob joined")
+    alice, carol, bob = alice_and_carol_on_a_and_bob_on_b(a, b, connect)
     node_a, node_b = [alice, carol], [bob]
 
     redis_server.stop()
@@ -271,12 +279,7 @@ def test_a_node_cut_off_from_redis_for_a_moment_tells_the_room_who_left_meanwhil
 ) -> None:
     # Redis stays up and keeps A's names; only A's link to it is cut.
     a, b = start_nodes(servers, [gate.url, redis_server.url])
-    alice, carol, bob = connect(a.port), connect(a.port), connect(b.port)
-    alice.log_in("alice")
-    carol.log_in("carol")
-    alice.expect("* carol joined")
-    bob.log_in("bob")
-    everyone_hears([alice, carol], "* bob joined")
+    alice, carol, bob = alice_and_carol_on_a_and_bob_on_b(a, b, connect)
     gate.close()
     everyone_hears([alice, carol], UNAVAILABLE)
     carol.send("/quit")
