@@ -262,16 +262,20 @@ class ChatRoom:
         recipient = self.find(recipient_name)
         if recipient is None:
             return wire.no_such_user(recipient_name)
-        self.figures.lines_relayed += 1
         self.tell(recipient, encode_line(wire.whispered(sender.name, text)))
         self.tell(sender, encode_line(wire.whisper_sent(recipient.name, text)))
+        self.whispered(sender, recipient.name)
+        return None
+
+    def whispered(self, sender: IChatMember, recipient_name: str) -> None:
+        """Count, and log without its text, a /msg that reached its recipient."""
+        self.figures.lines_relayed += 1
         if not self.quiet:
             self.log.info(
                 "{sender} sent {recipient} a private message",
                 sender=sender.name,
-                recipient=recipient.name,
+                recipient=recipient_name,
             )
-        return None
 
     def tell(self, member: IChatMember, line: bytes) -> None:
         """Send one encoded line to member alone, after the broadcasts it has waiting."""

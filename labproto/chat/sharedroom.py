@@ -53,6 +53,31 @@ _RECORD = b"\x01"
 _MARK = b"\x01F"
 
 
+def _unless_done(
+    waiting: dict[str, Any], serial: str, otherwise: Callable[[int | None], object]
+) -> Callable[[int | None], None]:
+    """What answers request serial, whose record on the channel settles it when Redis did it.
+
+    waiting[serial] is the Deferred, or a tuple ending with it. Refused,
+    or not run at all (None), it is settled here with otherwise(answer),
+    unless it was settled already.
+    """
+
+    def answered(answer: int | None) -> None:
+        if answer != DONE:
+            pending = waiting.pop(serial, None)
+            if pending is not None:
+                deferred = pending[-1] if isinstance(pending, tuple) else pending
+                deferred.callback(otherwise(answer))
+
+    return answered
+
+
+def _refused(refusal: str) -> Callable[[int | None], str]:
+    """The line for an answer: refusal if Redis refused, else the room is unavailable."""
+    return lambda answer: refusal if answer == REFUSED else wire.ROOM_UNAVAILABLE
+
+
 def _ignored(answer: int | None) -> None:
     """The answer to a batch's own mark: its coming back on the channel is what counts."""
 
@@ -87,8 +112,7 @@ class SharedRoom(ChatRoom):
         # Logins and renames sent to Redis, by serial, until their record
         # comes back on the channel (or Redis refuses them).
         self._claims: dict[str, tuple[IChatMember, str, Deferred[str | None]]] = {}
-        self._renames: dict[str, tuple[IChatMember, Deferred[str | None]]] = {}
-        self._renaming: dict[IChatMember, str] = {}
+        self._renames: dict[str, tuple[IChatMember, str, Deferred[str | None]]] = {}
         self._listings: dict[str, Deferred[list[str]]] = {}
         self._marks: dict[str, Deferred[None]] = {}
         # What this reactor turn has for Redis, and who waits for which answer.
@@ -132,6 +156,10 @@ class SharedRoom(ChatRoom):
             delay=self._retry_delay,
         )
         self._outage = True
+        self._retry_later()
+
+    def _retry_later(self) -> None:
+        """Connect again after the current delay, and double it for the next time, up to a cap."""
         self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
         self._retry_delay = min(2 * self._retry_delay, LAST_RETRY)
 
@@ -154,22 +182,24 @@ class SharedRoom(ChatRoom):
             self.broadcast(wire.BACKPLANE_UNAVAILABLE)
         for answer in unanswered:
             answer(None)
+        # Each table is emptied before its requests are settled, and in place:
+        # the answers still to come look their requests up there.
         waiting = [claim[-1] for claim in self._claims.values()]
         waiting += [rename[-1] for rename in self._renames.values()]
-        for refused in waiting:
-            refused.callback(wire.ROOM_UNAVAILABLE)
         self._claims.clear()
         self._renames.clear()
-        self._renaming.clear()
-        listings, self._listings = self._listings, {}
-        for listing in listings.values():
+        for refused in waiting:
+            refused.callback(wire.ROOM_UNAVAILABLE)
+        listings = list(self._listings.values())
+        self._listings.clear()
+        for listing in listings:
             listing.callback(self.sorted_names())
-        marks, self._marks = self._marks, {}
-        for mark in marks.values():
+        marks = list(self._marks.values())
+        self._marks.clear()
+        for mark in marks:
             mark.callback(None)
         if not self._closing:
-            self._retry_call = self.clock.callLater(self._retry_delay, self._connect)
-            self._retry_delay = min(2 * self._retry_delay, LAST_RETRY)
+            self._retry_later()
 
     def _take_back_unsent(self) -> list[Callable[[int | None], None]]:
         """What did not come back from Redis is done here alone: lines relayed, leaves noted.
@@ -205,7 +235,7 @@ class SharedRoom(ChatRoom):
             departed,
             # Asked for, maybe given already: not to be freed as forgotten.
             [key for _, key, _ in self._claims.values()]
-            + [name_key(name) for name in self._renaming.values()],
+            + [name_key(name) for _, name, _ in self._renames.values()],
         )
 
         def failed(failure: Failure) -> Failure:
@@ -242,7 +272,6 @@ class SharedRoom(ChatRoom):
             self._send(("X", key, line))
         self._departed = []
         for member in taken:
-            self._renaming.pop(member, None)
             self.let_go(member, "name taken meanwhile")
             member.lose_name(encode_line(wire.name_lost(member.name)))
         if was_out:
@@ -285,7 +314,12 @@ class SharedRoom(ChatRoom):
         self._operations.append(operation)
         if answered is not None:
             self._answered.append(answered)
-        if self._flush_call is None and not self._flushing:
+        if not self._flushing:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Flush at the end of this reactor turn, with all the turn gathers."""
+        if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush)
 
     def _flush(self, now: bool = False) -> None:
@@ -311,8 +345,8 @@ class SharedRoom(ChatRoom):
 
         def next_flush(result: object) -> object:
             self._flushing = False
-            if self._operations and self._flush_call is None:
-                self._flush_call = self.clock.callLater(0, self._flush)
+            if self._operations:
+                self._flush_soon()
             return result
 
         def answer(results: list[int]) -> None:
@@ -379,8 +413,7 @@ class SharedRoom(ChatRoom):
     def _renamed(self, node: str, serial: str, name: str) -> None:
         rename = self._renames.pop(serial, None) if node == self.node else None
         if rename is not None:
-            member, waiting = rename
-            self._renaming.pop(member, None)
+            member, _, waiting = rename
             if self._is_member(member):
                 self.rekey(member, name)
             waiting.callback(None)
@@ -413,15 +446,9 @@ class SharedRoom(ChatRoom):
         serial = str(next(self._serials))
         waiting: Deferred[str | None] = Deferred()
         self._claims[serial] = (member, name_key(name), waiting)
-
-        def answered(claimed: int | None) -> None:
-            # Taken, the name is refused here; given, its record on the
-            # channel lets the member in, in the room's order.
-            if claimed != DONE and self._claims.pop(serial, None) is not None:
-                waiting.callback(
-                    wire.name_taken(name) if claimed == REFUSED else wire.ROOM_UNAVAILABLE
-                )
-
+        # Given, the name's record on the channel lets the member in, in the
+        # room's order.
+        answered = _unless_done(self._claims, serial, _refused(wire.name_taken(name)))
         self._send(("C", serial, name_key(name), name), answered)
         return waiting
 
@@ -429,11 +456,9 @@ class SharedRoom(ChatRoom):
         name = member.name
         if not self.let_go(member, reason):
             return
-        leaving = [name]
-        renaming = self._renaming.pop(member, None)
-        if renaming is not None:
-            # Whichever of the two names Redis gives it, it must let go.
-            leaving.append(renaming)
+        # With a /nick on its way, whichever of the two names Redis gives it
+        # must be let go.
+        leaving = [name] + [new for who, new, _ in self._renames.values() if who is member]
         for each in leaving:
             line = encode_line(wire.left(each, reason))
             if self.up:
@@ -452,16 +477,8 @@ class SharedRoom(ChatRoom):
         old_name = member.name
         serial = str(next(self._serials))
         waiting: Deferred[str | None] = Deferred()
-        self._renames[serial] = (member, waiting)
-        self._renaming[member] = new_name
-
-        def answered(renamed: int | None) -> None:
-            if renamed != DONE and self._renames.pop(serial, None) is not None:
-                self._renaming.pop(member, None)
-                waiting.callback(
-                    wire.name_taken(new_name) if renamed == REFUSED else wire.ROOM_UNAVAILABLE
-                )
-
+        self._renames[serial] = (member, new_name, waiting)
+        answered = _unless_done(self._renames, serial, _refused(wire.name_taken(new_name)))
         line = encode_line(wire.renamed(old_name, new_name))
         self._send(("R", serial, name_key(old_name), name_key(new_name), new_name, line), answered)
         return waiting
@@ -480,13 +497,7 @@ class SharedRoom(ChatRoom):
 
         def answered(sent: int | None) -> None:
             if sent == DONE:
-                self.figures.lines_relayed += 1
-                if not self.quiet:
-                    self.log.info(
-                        "{sender} sent {recipient} a private message",
-                        sender=sender.name,
-                        recipient=recipient_name,
-                    )
+                self.whispered(sender, recipient_name)
                 waiting.callback(None)
             else:
                 waiting.callback(
@@ -509,12 +520,7 @@ class SharedRoom(ChatRoom):
             return None
         serial = str(next(self._serials))
         mark = self._marks[serial] = Deferred()
-
-        def answered(done: int | None) -> None:
-            if done != DONE and self._marks.pop(serial, None) is not None:
-                mark.callback(None)
-
-        self._send(("F", serial), answered)
+        self._send(("F", serial), _unless_done(self._marks, serial, lambda answer: None))
         return mark
 
     def list_names(self) -> Answer[list[str]]:
@@ -522,14 +528,12 @@ class SharedRoom(ChatRoom):
             return self.sorted_names()
         serial = str(next(self._serials))
         listing = self._listings[serial] = Deferred()
-
-        def answered(done: int | None) -> None:
-            # Done, the names come on the channel; failed, only ours are known.
-            if done != DONE and self._listings.pop(serial, None) is not None:
-                listing.callback(self.sorted_names())
-
-        self._send(("N", serial), answered)
+        # Done, the names come on the channel; failed, only ours are known.
+        self._send(("N", serial), _unless_done(self._listings, serial, self._local_names))
         return listing
+
+    def _local_names(self, answer: int | None) -> list[str]:
+        return self.sorted_names()
 
     # Stopping.
 
