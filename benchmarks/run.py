@@ -239,25 +239,26 @@ def redis_server(port: int, directory: Path) -> list[str]:
 
 def wait_until_logged(process: subprocess.Popen[bytes], text: bytes, log: Path) -> None:
     """Wait until the server wrote text to its log (a labchat node: that it is in its room)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RunFailed(f"the server exited with status {process.returncode}: see {log}")
-        if text in log.read_bytes():
-            return
-        time.sleep(0.05)
-    raise RunFailed(f"the server did not log {text.decode()!r} within 30 s: see {log}")
+    wait_until_ready(process, lambda: text in log.read_bytes(), f"log {text.decode()!r}", log)
 
 
 def wait_until_serving(process: subprocess.Popen[bytes], port: int, udp: bool, log: Path) -> None:
+    serving = serving_udp if udp else serving_tcp
+    wait_until_ready(process, lambda: serving(port), f"serve port {port}", log)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, log: Path
+) -> None:
+    """Wait up to 30 s until ready() holds; fail, naming what, if the server exits or never does."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RunFailed(f"the server exited with status {process.returncode}: see {log}")
-        if (serving_udp if udp else serving_tcp)(port):
+        if ready():
             return
         time.sleep(0.05)
-    raise RunFailed(f"the server did not serve port {port} within 30 s: see {log}")
+    raise RunFailed(f"the server did not {what} within 30 s: see {log}")
 
 
 def serving_tcp(port: int) -> bool:

@@ -67,7 +67,17 @@ class _Quietly(ClientFactory):
         return self.protocol_instance
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
+class _Watched:
+    """One of the link's two connections: its loss breaks the link."""
+
+    link: RedisBackplane
+
+    def connectionLost(self, why: Failure) -> None:
+        super().connectionLost(why)  # type: ignore[misc]
+        self.link.connection_lost(self, why)
+
+
+class _Subscriber(_Watched, txredisapi.SubscriberProtocol):
     def __init__(self, link: RedisBackplane, received: Callable[[bytes], None]) -> None:
         super().__init__(charset=None, convertNumbers=False)
         self.link = link
@@ -76,19 +86,11 @@ class _Subscriber(txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern: Any, channel: Any, message: bytes) -> None:
         self.received(message)
 
-    def connectionLost(self, why: Failure) -> None:
-        super().connectionLost(why)
-        self.link.connection_lost(self, why)
 
-
-class _Commands(txredisapi.RedisProtocol):
+class _Commands(_Watched, txredisapi.RedisProtocol):
     def __init__(self, link: RedisBackplane) -> None:
         super().__init__(charset=None, convertNumbers=False, replyTimeout=REPLY_TIMEOUT)
         self.link = link
-
-    def connectionLost(self, why: Failure) -> None:
-        super().connectionLost(why)
-        self.link.connection_lost(self, why)
 
 
 @implementer(IBackplane)
