@@ -8,10 +8,13 @@ import re
 # controls: the characters that could move a terminal's cursor or start an
 # escape sequence when a log is read in one.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f]")
-# What a log line must escape besides: the controls above, the line and
-# paragraph separators (which some viewers break a line at) and the bidi
-# embeddings, overrides and isolates (which reorder the text shown after them).
-_UNLOGGABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# The characters that split or reorder a reader's line without showing
+# themselves: the line and paragraph separators (which some viewers break a
+# line at), the bidi embeddings, overrides and isolates (which reorder the
+# text after them) and the zero-width characters (which hide inside a name).
+_INVISIBLE = "\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff"
+# What a log line must escape: the controls above and the invisible ones.
+_UNLOGGABLE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
 _NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 # How much of one peer's text a single log line shows.
@@ -83,18 +86,18 @@ _ESCAPE_SEQUENCE = re.compile(
     "|\x1b[]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?"
     "|\x1b[ -/]*[0-~]?"
 )
-# The Unicode controls that reorder the text after them (embeddings,
-# overrides, isolates): relayed, they would let one user make a line read
+# Relayed, the invisible characters would let one user make a line read
 # differently from what was typed, or spill into the lines around it.
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE_CHARACTERS = re.compile(f"[{_INVISIBLE}]")
 
 
 def clean_message(text: str) -> str:
     """Make a peer's text safe to relay to other people's terminals, and trim it.
 
     Escape sequences go whole, then every remaining control character (C0
-    but TAB, DEL, C1) and the bidirectional embedding, override and isolate
-    characters; what is left is stripped of surrounding whitespace.
+    but TAB, DEL, C1), the line and paragraph separators, the bidirectional
+    embedding, override and isolate characters and the zero-width ones;
+    what is left is stripped of surrounding whitespace.
     """
     text = _ESCAPE_SEQUENCE.sub("", text)
-    return _BIDI_CONTROLS.sub("", without_controls(text)).strip()
+    return _INVISIBLE_CHARACTERS.sub("", without_controls(text)).strip()

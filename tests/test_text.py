@@ -19,6 +19,12 @@ def test_printable_escapes_what_would_break_or_reorder_a_log_line() -> None:
     )
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"])
+def test_printable_escapes_zero_width_characters(invisible: str) -> None:
+    # Hidden in a name, they make two names that look alike in the log.
+    assert printable(f"al{invisible}ice") == f"al\\u{ord(invisible):04x}ice"
+
+
 def test_printable_keeps_non_ascii_text() -> None:
     assert printable("héllo ☃") == "héllo ☃"
 
@@ -83,6 +89,17 @@ def test_clean_message_removes_bidi_embeddings_and_overrides(override: str) -> N
 @pytest.mark.parametrize("isolate", ["\u2066", "\u2067", "\u2068", "\u2069"])
 def test_clean_message_removes_bidi_isolates(isolate: str) -> None:
     assert clean_message(f"abc{isolate}def") == "abcdef"
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_clean_message_removes_line_and_paragraph_separators(separator: str) -> None:
+    # Some terminals and viewers break a line there: a forged second line.
+    assert clean_message(f"hi{separator}<bob> i owe alice 5") == "hi<bob> i owe alice 5"
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"])
+def test_clean_message_removes_zero_width_characters(invisible: str) -> None:
+    assert clean_message(f"{invisible}abc{invisible}def") == "abcdef"
 
 
 def test_clean_message_keeps_a_tab() -> None:
