@@ -41,7 +41,8 @@ class Client:
         self.clock.advance(0)
 
     def heard(self) -> bytes:
-        """Everything written to the peer since the last call."""
+        """Everything written to the peer since the last call, by the end of the turn."""
+        self.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         return data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from support.rooms import FakeConnection, Lab, User
@@ -832,9 +832,18 @@ def test_a_rate_of_0_turns_flood_control_off() -> None:
     assert bob.heard() == b"".join(b"<alice> %d\r\n" % i for i in range(100))
 
 
-def test_empty_lines_cost_nothing_against_the_burst() -> None:
-    alice, bob = Lab(burst=1, rate=2).users("alice", "bob")
+def test_empty_and_blank_lines_count_against_the_burst() -> None:
+    # They are not relayed, but a flood of them costs the server its time.
+    alice, bob = Lab(burst=2, rate=2).users("alice", "bob")
     alice.types("", "  ", "hi")
+    assert bob.heard() == b""
+    assert alice.heard() == SLOW_DOWN
+
+
+def test_an_empty_line_past_the_burst_is_dropped_without_an_answer() -> None:
+    alice, bob = Lab(burst=1, rate=2).users("alice", "bob")
+    alice.types("hi", "", " \t ")
+    assert alice.heard() == b"<alice> hi\r\n"
     assert bob.heard() == b"<alice> hi\r\n"
 
 
@@ -1049,12 +1058,18 @@ def test_a_connection_during_shutdown_is_turned_away() -> None:
 # Broadcasts: encoded once
 
 
+def turn_ends(room: ChatRoom) -> None:
+    """End the reactor's turn, when the room sends what it broadcast in it."""
+    cast(Clock, room.clock).advance(0)
+
+
 def members(room: ChatRoom, *names: str) -> list[FakeMember]:
     joined = []
     for port, name in enumerate(names, 5000):
         member = FakeMember(f"('10.0.0.7', {port})")
         assert room.join(member, name) is None
         joined.append(member)
+    turn_ends(room)
     for member in joined:
         member.received.clear()
     return joined
@@ -1064,6 +1079,7 @@ def test_a_message_hands_every_member_the_same_bytes_object() -> None:
     room = ChatRoom(Clock())
     alice, bob, carol = members(room, "alice", "bob", "carol")
     room.say(alice, "hello")
+    turn_ends(room)
     assert alice.received == [b"<alice> hello\r\n"]
     assert bob.received[0] is alice.received[0]
     assert carol.received[0] is alice.received[0]
@@ -1081,6 +1097,7 @@ def test_a_leave_hands_every_member_the_same_bytes_object() -> None:
     room = ChatRoom(Clock())
     alice, bob, carol = members(room, "alice", "bob", "carol")
     room.leave(carol, "quit")
+    turn_ends(room)
     assert alice.received == [b"* carol left (quit)\r\n"]
     assert bob.received[0] is alice.received[0]
     assert carol.received == []
@@ -1090,6 +1107,7 @@ def test_a_rename_hands_every_member_the_same_bytes_object() -> None:
     room = ChatRoom(Clock())
     alice, bob = members(room, "alice", "bob")
     assert room.rename(alice, "carol") is None
+    turn_ends(room)
     assert alice.received == [b"* alice is now known as carol\r\n"]
     assert bob.received[0] is alice.received[0]
 
@@ -1107,6 +1125,7 @@ def test_the_shutdown_notice_is_the_same_bytes_object_for_everyone() -> None:
 def test_a_session_delivers_the_rooms_bytes_object_to_its_connection_as_it_is() -> None:
     alice, bob = Lab().users("alice", "bob")
     alice.types("hello")
+    alice.clock.advance(0)
     assert bob.connection.lines[0] is alice.connection.lines[0]
 
 
@@ -1136,6 +1155,7 @@ def test_a_room_held_twice_in_one_turn_releases_once() -> None:
     lab.clock.advance(0)
     assert bob.connection.lines == [b"<alice> one\r\n<alice> two\r\n"]
     alice.types("three")
+    lab.clock.advance(0)
     assert bob.connection.lines[-1] == b"<alice> three\r\n"
 
 
@@ -1159,7 +1179,8 @@ def test_users_who_join_in_one_turn_each_hear_the_joins_after_their_own() -> Non
     lab.room.hold()
     bob, carol, dave = (lab.user(name) for name in ("bob", "carol", "dave"))
     for user in (bob, carol, dave):
-        user.heard()
+        # Their prompts and welcomes, which no turn's end holds back.
+        user.connection.lines.clear()
     lab.clock.advance(0)
     assert alice.heard() == b"* bob joined\r\n* carol joined\r\n* dave joined\r\n"
     assert bob.heard() == b"* carol joined\r\n* dave joined\r\n"
@@ -1247,7 +1268,11 @@ def test_members_with_the_same_start_share_one_bytes_object() -> None:
     alice, bob = members(room, "alice", "bob")
     room.hold()
     room.broadcast("one")
-    carol, dave = members(room, "carol", "dave")
+    carol, dave = FakeMember("('10.0.0.7', 6000)"), FakeMember("('10.0.0.7', 6001)")
+    assert room.join(carol, "carol") is None
+    assert room.join(dave, "dave") is None
+    for member in (carol, dave):
+        member.received.clear()
     room.broadcast("two")
     clock.advance(0)
     assert carol.received == [b"* dave joined\r\ntwo\r\n"]

@@ -50,11 +50,6 @@ class ChatProtocol(SendQueue, LineProtocol):
         )
         self.session.start()
 
-    def dataReceived(self, data: bytes) -> None:
-        # The lines of this turn, from every connection, go out together.
-        self.factory.room.hold()
-        super().dataReceived(data)
-
     def textReceived(self, text: str) -> None:
         self.session.line_received(text)
 
@@ -69,8 +64,6 @@ class ChatProtocol(SendQueue, LineProtocol):
         self.close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        # A crowd leaving at once (a network cut, say) is one broadcast a turn too.
-        self.factory.room.hold()
         if self._closing_deadline is not None and self._closing_deadline.active():
             self._closing_deadline.cancel()
         self._stop_output()
@@ -112,6 +105,7 @@ class ChatFactory(LineServerFactory):
     """Makes a ChatProtocol per connection; holds the room they all share."""
 
     protocol: Any = ChatProtocol
+    clock: IReactorTime
 
     def __init__(self, room: ChatRoom, limits: UserLimits, clock: IReactorTime) -> None:
         super().__init__(limits.max_line)

@@ -7,12 +7,13 @@ once and hands every recipient the same bytes; see Twisted Words'
 ``Group`` for the model, which, unlike this room, formats per recipient.
 
 A broadcast costs one call per member, and in a busy room most of a
-server's time goes to those calls. So a transport may hold the room
-(hold()) while it hands over what it read: the broadcasts of the reactor's
-turn then wait, and go out together when the turn ends, one call per member
-for the lot. Each member still reads every line in the room's order, in
-order with the lines sent to it alone: those first send the member what it
-has waiting (see tell()).
+server's time goes to those calls. So the first broadcast of a reactor's
+turn holds the room: the broadcasts of that turn wait, and go out together
+when the turn ends, one call per member for the lot, however many
+connections they came from (lines, joins, a crowd leaving at once). Each
+member still reads every line in the room's order, in order with the lines
+sent to it alone: those first send the member what it has waiting (see
+tell()).
 """
 
 from __future__ import annotations
@@ -301,23 +302,27 @@ class ChatRoom:
         self.figures.deliveries += count * len(self._members) - count * (
             exclude is not None and self._is_member(exclude)
         )
-        if self._release_call is not None:
-            if exclude is not None:
-                self._catch_up(exclude)
-            self._held_lines.append(line)
-            if exclude is not None:
-                self._starts[exclude] = len(self._held_lines)
+        if self._closing:
+            # Nothing is held once the room closes: the shutdown notice follows.
+            for member in self._members.values():
+                if member is not exclude:
+                    member.deliver(line)
             return
-        for member in self._members.values():
-            if member is not exclude:
-                member.deliver(line)
+        # The first broadcast of a reactor turn holds the room until the turn
+        # ends, so that whatever else the turn brings (the lines of a busy
+        # room, a crowd leaving at once) costs each member one deliver().
+        self.hold()
+        if exclude is not None:
+            self._catch_up(exclude)
+        self._held_lines.append(line)
+        if exclude is not None:
+            self._starts[exclude] = len(self._held_lines)
 
     def hold(self) -> None:
         """Hold broadcasts until the reactor's turn ends, then send them together.
 
-        A transport calls this before it hands the room what it has read:
-        every line that the reactor reads in one turn, from any number of
-        connections, then costs each member one deliver() call, not one each.
+        Every broadcast does this itself; a room spread over nodes also
+        holds the room while it hands over what came back from Redis.
         """
         if self._release_call is None and not self._closing:
             self._release_call = self.clock.callLater(0, self.release)

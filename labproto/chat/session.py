@@ -252,6 +252,9 @@ class ChatSession:
 
     def _chat(self, text: str) -> None:
         if not text or text.isspace():
+            # Not relayed, but read and handled all the same: a flood of
+            # empty lines costs the server as much as one of messages.
+            self._may_send(answer=False)
             return
         command = split_command(text)
         if command is not None:
@@ -270,7 +273,12 @@ class ChatSession:
             if message:
                 self.room.say(self, message)
 
-    def _may_send(self) -> bool:
+    def _may_send(self, answer: bool = True) -> bool:
+        """Take a line from the user's flood bucket; past it, the line is dropped.
+
+        A dropped line is answered with ERROR slow down unless answer is
+        False (an empty line, which nobody would miss).
+        """
         if self._flood.take():
             # One warning per flood: a flood ends when the bucket is full again.
             if self._flooding and self._flood.is_full():
@@ -285,7 +293,8 @@ class ChatSession:
                 rate=self.limits.rate,
             )
         self.room.figures.flood_dropped += 1
-        self.send_text(wire.SLOW_DOWN)
+        if answer:
+            self.send_text(wire.SLOW_DOWN)
         return False
 
     def command_me(self, rest: str) -> None:

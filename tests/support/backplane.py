@@ -412,7 +412,7 @@ class SharedUser(User):
     """A user of one node: what it heard is read once the reactor's turn has ended."""
 
     def __init__(self, session: ChatSession, connection: FakeConnection, lab: SharedLab) -> None:
-        super().__init__(session, connection)
+        super().__init__(session, connection, lab.clock)
         self.lab = lab
 
     def heard(self) -> bytes:

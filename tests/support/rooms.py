@@ -36,9 +36,10 @@ class FakeConnection:
 class User:
     """One connection to the test room: its session, and what the server sent it."""
 
-    def __init__(self, session: ChatSession, connection: FakeConnection) -> None:
+    def __init__(self, session: ChatSession, connection: FakeConnection, clock: Clock) -> None:
         self.session = session
         self.connection = connection
+        self.clock = clock
 
     def types(self, *lines: str) -> None:
         """Send lines to the server, one by one."""
@@ -46,7 +47,9 @@ class User:
             self.session.line_received(line)
 
     def heard(self) -> bytes:
-        """Everything the server sent this user since the last call."""
+        """Everything the server sent this user since the last call, by the end of the turn."""
+        # The room sends its broadcasts when the reactor's turn ends.
+        self.clock.advance(0)
         data = b"".join(self.connection.lines)
         self.connection.lines.clear()
         return data
@@ -71,7 +74,7 @@ class Lab:
         peer = f"('10.0.0.7', {next(self._ports)})"
         session = ChatSession(self.room, connection, peer, self.limits, self.clock)
         session.start()
-        return User(session, connection)
+        return User(session, connection, self.clock)
 
     def user(self, name: str, kind: str = "tcp") -> User:
         """A new connection that has logged in as name; what it heard is kept."""
