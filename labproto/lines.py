@@ -11,9 +11,9 @@ from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableProtocol,
     IPushProducer,
+    IReactorTime,
 )
-from twisted.internet.protocol import Factory
-from twisted.protocols.basic import LineReceiver
+from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from labproto.text import decode_text, format_address
@@ -38,16 +38,40 @@ def describe_peer(address: IAddress) -> str:
     return repr(os.fsdecode(name) if name else "local peer")
 
 
+# The most lines of one connection handled in one turn of the reactor. A
+# peer can send 65536 empty lines in one 64 KiB chunk; handled at once, they
+# would hold up every other connection (and a node's link to Redis) for a
+# tenth of a second a chunk. Past this many, the connection stops reading
+# until the next turn, and the peer waits on TCP's flow control instead.
+LINES_PER_TURN = 256
+
+# What stands, among the lines waiting to be handled, for a line that was
+# refused for its length before its end came.
+_TOO_LONG = object()
+
+# Why a connection is not being read: its output waits for the peer (it is
+# the transport's producer), its lines of this turn are spent, or it stopped.
+_OUTPUT_WAITS = "output waits"
+_TURN_SPENT = "turn spent"
+_STOPPED = "stopped"
+
+
 @implementer(IHalfCloseableProtocol, IPushProducer)
-class LineProtocol(LineReceiver):
-    """A LineReceiver that keeps the framing rules every labproto TCP service shares.
+class LineProtocol(Protocol):
+    """A line protocol that keeps the framing rules every labproto TCP service shares.
 
     A line ends with LF, and one CR before it is dropped, so ``nc``,
     ``telnet`` and ``socat`` all work; the server's own lines end with CRLF.
     A line longer than max_line bytes (without its ending) is refused with
     one error line and thrown away up to its end, and the connection goes
-    on: whatever a peer sends, no more than about max_line bytes of it are
-    ever held. Subclasses receive each line as text in textReceived().
+    on: whatever a peer sends, no more than one chunk of it (what a single
+    read returns) and about max_line bytes of an unfinished line are ever
+    held. Subclasses receive each line as text in textReceived().
+
+    The framing is done here, not by Twisted's LineReceiver, so that a
+    chunk is split once (LineReceiver copies the rest of the chunk for
+    each line: a chunk of 65536 empty lines costs it gigabytes of copying)
+    and at most LINES_PER_TURN lines of one connection are handled per turn.
 
     A peer that shuts down its sending side (``printf 'q\\n' | nc -N``)
     still gets every answer: the connection closes once they are written.
@@ -55,18 +79,24 @@ class LineProtocol(LineReceiver):
     """
 
     delimiter = b"\n"
-    # Dropped instead of buffered until its line ends.
-    _discarding = False
-    # What followed a refused line in the same chunk of data: the next lines.
-    _after_long_line = b""
+    # The clock that resumes a connection whose lines of the turn are spent;
+    # LineServerFactory sets it.
+    clock: IReactorTime | None = None
     _following_output = False
     # Whether a line may go straight to the socket (see sendLine).
     _can_write_now = False
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.max_line = max_line
-        # One more than max_line, for the CR of a CRLF, which does not count.
-        self.MAX_LENGTH = max_line + 1
+        # The start of a line whose end has not come yet.
+        self._partial = b""
+        # Dropping what is left of a line refused for its length.
+        self._discarding = False
+        # Whole lines read and not handled yet, from index _next on.
+        self._lines: list[bytes | object] = []
+        self._next = 0
+        self._handling = False
+        self._paused_by: set[str] = set()
 
     def textReceived(self, text: str) -> None:
         """Called with each line, decoded from UTF-8 with its line ending removed."""
@@ -81,6 +111,7 @@ class LineProtocol(LineReceiver):
         self.sendLine(text.encode("utf-8"))
 
     def sendLine(self, line: bytes) -> None:
+        """Send line, bytes without their ending, to the peer, ended with CRLF."""
         assert self.transport is not None
         # A client that waits for each answer before it sends its next line
         # (the usual dialogue, and a closed-loop benchmark) has its answer
@@ -96,9 +127,7 @@ class LineProtocol(LineReceiver):
             self.transport.write(line + SERVER_LINE_END)
 
     def _more_lines_in_chunk(self) -> bool:
-        # LineReceiver keeps what follows the line it is handling in _buffer;
-        # after a refused line, what followed it waits in _after_long_line.
-        return self.delimiter in self._buffer or self.delimiter in self._after_long_line
+        return self._next < len(self._lines)
 
     def peer(self) -> str:
         """The peer of this connection, as the lab's servers log it."""
@@ -127,19 +156,115 @@ class LineProtocol(LineReceiver):
     def dataReceived(self, data: bytes) -> None:
         if data and not self._following_output:
             self._follow_output()
-        # An empty data, from resumeProducing(), goes on to LineReceiver,
-        # which then handles the lines it held while paused.
-        while True:
-            if self._discarding:
-                end = data.find(self.delimiter)
-                if end < 0:
-                    return
-                self._discarding = False
-                data = data[end + 1 :]
-            super().dataReceived(data)
-            data, self._after_long_line = self._after_long_line, b""
-            if not data or getattr(self.transport, "disconnecting", True):
+        self._split(data)
+        self._handle_lines()
+
+    def _split(self, data: bytes) -> None:
+        """Add the whole lines of data to those waiting, and keep the start of the next."""
+        if self._discarding:
+            end = data.find(self.delimiter)
+            if end < 0:
                 return
+            self._discarding = False
+            data = data[end + 1 :]
+        if self.delimiter not in data:
+            self._partial += data
+            lines: list[bytes | object] = []
+        else:
+            lines = list((self._partial + data).split(self.delimiter))
+            self._partial = cast(bytes, lines.pop())
+        # One more than max_line, for the CR of a CRLF, which does not count.
+        if len(self._partial) > self.max_line + 1:
+            # Refused now, in its place among the lines, without waiting for its end.
+            lines.append(_TOO_LONG)
+            self._partial = b""
+            self._discarding = True
+        if self._next:
+            del self._lines[: self._next]
+            self._next = 0
+        self._lines.extend(lines)
+
+    def _handle_lines(self) -> None:
+        """Handle the waiting lines, up to LINES_PER_TURN, unless reading is paused."""
+        if self._handling:
+            # Resumed from within a line's own handling: the loop below goes on.
+            return
+        self._handling = True
+        try:
+            lines = self._lines
+            budget = LINES_PER_TURN
+            while self._next < len(lines) and not self._paused_by:
+                if not budget:
+                    self._spend_turn()
+                    return
+                budget -= 1
+                line = lines[self._next]
+                self._next += 1
+                if line is _TOO_LONG:
+                    self.send_text(line_too_long(self.max_line))
+                else:
+                    self.lineReceived(cast(bytes, line))
+                if getattr(self.transport, "disconnecting", True):
+                    # Closing: nothing more the peer sent is answered.
+                    lines.clear()
+                    self._next = 0
+                    return
+            if self._next == len(lines):
+                lines.clear()
+                self._next = 0
+        finally:
+            self._handling = False
+
+    def _spend_turn(self) -> None:
+        """Stop reading until the reactor's next turn, when the lines waiting go on."""
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        assert clock is not None
+        self._pause_reading_for(_TURN_SPENT)
+        clock.callLater(0, self._resume_reading_for, _TURN_SPENT)
+
+    def _pause_reading_for(self, why: str) -> None:
+        if not self._paused_by and self.transport is not None:
+            cast(IPushProducer, self.transport).pauseProducing()
+        self._paused_by.add(why)
+
+    def _resume_reading_for(self, why: str) -> None:
+        if why not in self._paused_by:
+            return
+        self._paused_by.discard(why)
+        # A connection lost meanwhile has nothing more to read or answer.
+        transport = self.transport
+        if self._paused_by or not getattr(transport, "connected", False):
+            return
+        if not getattr(transport, "disconnecting", True):
+            cast(IPushProducer, transport).resumeProducing()
+        self._handle_lines()
+
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes read from the peer wait here: the unfinished line's and the lines'."""
+        waiting = self._lines[self._next :]
+        return len(self._partial) + sum(len(line) for line in waiting if isinstance(line, bytes))
+
+    @property
+    def paused(self) -> bool:
+        """Whether the connection is not being read, for whatever reason."""
+        return bool(self._paused_by)
+
+    def pauseProducing(self) -> None:
+        """The connection's output waits for the peer: stop reading it meanwhile."""
+        self._pause_reading_for(_OUTPUT_WAITS)
+
+    def resumeProducing(self) -> None:
+        """The peer has read: read it again, and handle the lines that waited."""
+        self._resume_reading_for(_OUTPUT_WAITS)
+
+    def stopProducing(self) -> None:
+        """The connection is closing: read nothing more."""
+        self._paused_by.add(_STOPPED)
+        if self.transport is not None:
+            cast(IPushProducer, self.transport).stopProducing()
 
     def readConnectionLost(self) -> None:
         # An unfinished last line is dropped, like one cut by a lost connection.
@@ -149,22 +274,11 @@ class LineProtocol(LineReceiver):
         # Nothing more can reach the peer, so there is no point in reading on.
         self.hang_up()
 
-    def lineLengthExceeded(self, line: bytes) -> None:
-        # line is what LineReceiver held when it gave up: the start of the
-        # long line, and possibly its end and the lines after it.
-        end = line.find(self.delimiter)
-        if end < 0:
-            self._discarding = True
-        else:
-            self._after_long_line = line[end + 1 :]
-        self.send_text(line_too_long(self.max_line))
-
     def lineReceived(self, line: bytes) -> None:
+        """Handle one line without its LF: refuse it for its length, or pass it on as text."""
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.max_line:
-            # LineReceiver lets through a line of exactly MAX_LENGTH bytes
-            # when it does not end in CR.
             self.send_text(line_too_long(self.max_line))
             return
         self.textReceived(decode_text(line))
@@ -180,6 +294,8 @@ class LineServerFactory(Factory):
     # nothing that the service's own "listening on" line does not.
     noisy = False
     protocol: Any
+    # The clock of the protocols' turns; None for the global reactor.
+    clock: IReactorTime | None = None
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.max_line = max_line
@@ -187,4 +303,5 @@ class LineServerFactory(Factory):
     def buildProtocol(self, addr: Any) -> LineProtocol:
         protocol: LineProtocol = self.protocol(self.max_line)
         protocol.factory = self
+        protocol.clock = self.clock
         return protocol

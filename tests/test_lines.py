@@ -12,9 +12,16 @@ from hypothesis import strategies as st
 from support.sockets import connection_on_a_socket_pair, received
 from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from labproto.lines import LineProtocol, LineServerFactory, describe_peer, line_too_long
+from labproto.lines import (
+    LINES_PER_TURN,
+    LineProtocol,
+    LineServerFactory,
+    describe_peer,
+    line_too_long,
+)
 
 PEER = IPv4Address("TCP", "127.0.0.1", 5000)
 MAX_LINE = 16
@@ -191,7 +198,7 @@ def test_ten_megabytes_in_64k_chunks_get_one_error_and_bounded_memory() -> None:
     buffered = []
     for start in range(0, len(data), chunk):
         protocol.dataReceived(data[start : start + chunk])
-        buffered.append(len(protocol._buffer))
+        buffered.append(protocol.held_bytes)
     assert transport.value() == b"ERROR line too long (max 1024 bytes)\r\n"
     assert protocol.texts == ["next"]
     assert max(buffered) <= protocol.max_line + 1
@@ -324,7 +331,7 @@ def test_any_chunking_of_any_lines_follows_the_framing_rules(
     points = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
     for start, end in pairwise(points):
         protocol.dataReceived(data[start:end])
-        assert len(protocol._buffer) <= max_line + 1
+        assert protocol.held_bytes <= max_line + 1
     assert transport.value() == expected_transcript(data, max_line)
 
 
@@ -384,3 +391,46 @@ def test_the_answer_before_hanging_up_is_sent_before_the_close(socket_pair) -> N
     protocol.hang_up()
     assert received(peer) == b"got 'bye'\r\n"
     assert connection.disconnecting
+
+
+# A peer that sends many lines at once: at most LINES_PER_TURN of them a turn
+
+
+def clocked(max_line: int = MAX_LINE) -> tuple[Recorder, StringTransport, Clock]:
+    factory = RecorderFactory(max_line)
+    factory.clock = Clock()
+    protocol = factory.buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER)
+    protocol.makeConnection(transport)
+    return protocol, transport, factory.clock
+
+
+def test_a_chunk_of_more_lines_than_a_turn_takes_waits_for_the_next_turns() -> None:
+    protocol, transport, clock = clocked()
+    protocol.dataReceived(b"".join(b"%d\n" % number for number in range(LINES_PER_TURN * 2 + 1)))
+    assert protocol.texts == [str(number) for number in range(LINES_PER_TURN)]
+    # The peer waits on TCP's flow control meanwhile, not on the server's memory.
+    assert transport.producerState == "paused"
+    clock.advance(0)
+    assert protocol.texts == [str(number) for number in range(LINES_PER_TURN * 2 + 1)]
+    assert transport.producerState == "producing"
+
+
+def test_lines_that_wait_for_the_next_turn_keep_their_order_with_those_that_follow() -> None:
+    protocol, _, clock = clocked()
+    protocol.dataReceived(b"x\n" * LINES_PER_TURN + b"late\npart")
+    protocol.dataReceived(b"ial\n")
+    clock.advance(0)
+    assert protocol.texts[-2:] == ["late", "partial"]
+
+
+def test_a_connection_paused_for_its_output_is_not_resumed_by_the_next_turn() -> None:
+    protocol, transport, clock = clocked()
+    protocol.dataReceived(b"x\n" * (LINES_PER_TURN + 5))
+    protocol.pauseProducing()
+    clock.advance(0)
+    assert len(protocol.texts) == LINES_PER_TURN
+    assert transport.producerState == "paused"
+    protocol.resumeProducing()
+    assert len(protocol.texts) == LINES_PER_TURN + 5
+    assert transport.producerState == "producing"
