@@ -111,6 +111,8 @@ class ChatRoom:
         self._release_call: IDelayedCall | None = None
         self._held_lines: list[bytes] = []
         self._starts: dict[IChatMember, int] = {}
+        # The tails of the held lines made so far, by their start: (end, bytes).
+        self._tails: dict[int, tuple[int, bytes]] = {}
 
     def __len__(self) -> int:
         """How many users are logged in."""
@@ -333,32 +335,28 @@ class ChatRoom:
             if self._release_call.active():
                 self._release_call.cancel()
             self._release_call = None
-        lines, starts = self._held_lines, self._starts
+        lines, starts, tails = self._held_lines, self._starts, self._tails
         if not lines:
             return
-        self._held_lines, self._starts = [], {}
-        everything = b"".join(lines)
+        self._held_lines, self._starts, self._tails = [], {}, {}
+        everything = _tail(lines, tails, 0)
         if not starts:
             for member in self._members.values():
                 member.deliver(everything)
             return
         # Members who joined, or were told something alone, since the first
         # held line start later; most members share the same few starts.
-        tails = {0: everything}
         for member in self._members.values():
             start = starts.get(member, 0)
-            tail = tails.get(start)
-            if tail is None:
-                tail = tails[start] = b"".join(lines[start:])
-            if tail:
-                member.deliver(tail)
+            if start < len(lines):
+                member.deliver(_tail(lines, tails, start))
 
     def _catch_up(self, member: IChatMember) -> None:
         """Send member the held broadcasts it has not read yet, ahead of the others."""
         lines = self._held_lines
         start = self._starts.get(member, 0)
         if start < len(lines):
-            member.deliver(b"".join(lines[start:]))
+            member.deliver(_tail(lines, self._tails, start))
             self._starts[member] = len(lines)
 
     def shut_down(self) -> Deferred[None]:
@@ -408,4 +406,23 @@ class ChatRoom:
         if self._emptied is not None:
             emptied, self._emptied = self._emptied, None
             emptied.callback(None)
+
+
+def _tail(lines: list[bytes], tails: dict[int, tuple[int, bytes]], start: int) -> bytes:
+    """The held lines from start on, as one piece of bytes, shared by all who start there.
+
+    tails keeps, by start, the last tail made and the end it was made to.
+    When a crowd leaves in one turn, each leaver is caught up with what was
+    held before it left, which grows by a line a leaver: each tail is made
+    from the last one made from the same start, not from every line again.
+    """
+    made = tails.get(start)
+    if made is None:
+        tail = b"".join(lines[start:])
+    else:
+        end, tail = made
+        if end < len(lines):
+            tail += b"".join(lines[end:])
+    tails[start] = (len(lines), tail)
+    return tail
 
