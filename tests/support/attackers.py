@@ -23,7 +23,7 @@ def log_in(port: int, names: list[str]) -> list[socket.socket]:
         # A name may follow the connection at once: the server reads it after its prompt.
         sock.sendall(f"{name}\n".encode())
         socks.append(sock)
-    for sock, name in zip(socks, names):
+    for sock, name in zip(socks, names, strict=True):
         received = b""
         while f"Welcome {name}!".encode() not in received:
             data = sock.recv(65536)

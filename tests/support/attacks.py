@@ -20,7 +20,7 @@ ATTACKERS = Path(__file__).with_name("attackers.py")
 
 @contextmanager
 def attackers(kind: str, port: int, count: int) -> Iterator[subprocess.Popen[str]]:
-    """Run count attackers of kind (see attackers.py) in a process of their own, ready in the room."""
+    """Run count attackers of kind (see attackers.py) in a process of their own, in the room."""
     process = subprocess.Popen(
         [sys.executable, str(ATTACKERS), kind, str(port), str(count)],
         env=child_environment(),
