@@ -13,6 +13,7 @@ from support.websocket import (
     CLOSE,
     CONTINUATION,
     PING,
+    REJECTED_FRAMES,
     TEXT,
     client_frame,
     close_code,
@@ -289,6 +290,27 @@ def test_a_binary_frame_closes_the_websocket_with_1003(lab: Lab) -> None:
     assert bob.value() == b"* alice left (connection lost)\r\n"
 
 
+@pytest.mark.parametrize("kind", REJECTED_FRAMES)
+def test_a_rejected_frame_closes_the_websocket_and_reaches_nobody(
+    lab: Lab, logged, kind: str
+) -> None:
+    frame, code = REJECTED_FRAMES[kind]
+    bob = lab.tcp_user("bob")
+    alice = lab.browser().logs_in("alice")
+    bob.clear()
+    # A good line before it in the same read still goes through.
+    alice.protocol.dataReceived(client_frame(b"before") + frame + client_frame(b"after"))
+    lab.clock.advance(0)
+    # The close goes out at once; the room's lines of this turn would follow
+    # it, and no frame of data may.
+    [(opcode, payload)] = alice.frames()
+    assert (opcode, close_code(payload)) == (CLOSE, code)
+    assert bob.value() == b"<alice> before\r\n"
+    alice.closes()
+    assert bob.value() == b"<alice> before\r\n* alice left (connection lost)\r\n"
+    assert [line for line in logged.lines() if line.startswith("<alice>")] == ["<alice> before"]
+
+
 def test_invalid_utf8_in_a_text_frame_closes_the_websocket_with_1007(lab: Lab) -> None:
     alice = lab.browser().logs_in("alice")
     alice.sends(b"caf\xc3")
@@ -407,20 +429,6 @@ def test_the_log_tells_a_websocket_user_from_a_tcp_one(lab: Lab, logged) -> None
 # Reading whole text frames without autobahn's machinery
 
 
-def raw_frame(first: int, payload: bytes, masked: bool = True, long_length: bool = False) -> bytes:
-    """A frame as a client might send it, right or wrong: unmasked, or with a 16-bit length
-    where 7 bits would do."""
-    key = b"\x12\x34\x56\x78"
-    body = bytes(byte ^ key[index % 4] for index, byte in enumerate(payload)) if masked else payload
-    mask_bit = 0x80 if masked else 0
-    length = len(payload)
-    if length >= 126 or long_length:
-        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, mask_bit | length))
-    return header + (key if masked else b"") + body
-
-
 CLIENT_FRAMES = st.one_of(
     st.text(max_size=40).map(lambda text: client_frame(text.encode())),
     st.text(min_size=126, max_size=300).map(lambda text: client_frame(text.encode())),
@@ -432,9 +440,9 @@ CLIENT_FRAMES = st.one_of(
         + client_frame(text[3:].encode(), CONTINUATION)
     ),
     st.just(client_frame(b"x" * 1030)),
-    st.just(raw_frame(0x81, b"unmasked", masked=False)),
-    st.just(raw_frame(0x81, b"short", long_length=True)),
     st.just(client_frame(b"x" * 70000)),
+    # Each rejected frame closes the WebSocket: whatever follows it is not read.
+    st.sampled_from([frame for frame, _ in REJECTED_FRAMES.values()]),
 )
 
 

@@ -18,7 +18,16 @@ from support.chat import PROMPT, ChatUser, Connect, chat_server, flood
 from support.nodes import IN_ROOM, start_nodes
 from support.processes import DEADLINE, LOOPBACK_TCP, ServerProcess
 from support.redis import RedisServer
-from support.websocket import TEXT, client_frame, handshake, server_frames
+from support.websocket import (
+    CLOSE,
+    REJECTED_FRAMES,
+    TEXT,
+    RawWebSocket,
+    client_frame,
+    close_code,
+    handshake,
+    server_frames,
+)
 from twisted.internet import defer, endpoints, reactor, threads
 
 Servers = Callable[..., ServerProcess]
@@ -178,6 +187,30 @@ async def test_a_binary_frame_closes_the_websocket_with_1003(
     alice.sendMessage(b"alice", isBinary=True)
     code, _ = await alice.closed
     assert code == 1003
+
+
+def test_a_frame_the_server_rejects_is_never_relayed_nor_logged(
+    servers: Servers, connect: Connect
+) -> None:
+    server, port, web_port = web_chat(servers)
+    bob = connect(port)
+    bob.log_in("bob")
+    for number, (frame, code) in enumerate(REJECTED_FRAMES.values()):
+        name = f"forger{number}"
+        forger = RawWebSocket(web_port)
+        try:
+            assert forger.next_text() == PROMPT
+            forger.send(client_frame(name.encode()))
+            assert forger.next_text().startswith(f"Welcome {name}! ")
+            forger.send(frame)
+            opcode, payload = forger.next_frame()
+            assert (opcode, close_code(payload)) == (CLOSE, code)
+        finally:
+            forger.close()
+        # bob's next lines: the forger came and went, and said nothing.
+        bob.expect(f"* {name} joined", f"* {name} left (connection lost)")
+        server.wait_for(rf"\] {name} left \(connection lost\)$")
+    assert not [line for line in server.lines if "<forger" in line]
 
 
 def test_a_plain_http_request_to_ws_is_told_to_upgrade(servers: Servers) -> None:

@@ -133,11 +133,25 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
         self.session = ChatSession(factory.room, self, peer, factory.limits, factory.clock)
         self.session.start()
 
+    def _reading(self) -> bool:
+        """Whether a frame being read now may still reach the session.
+
+        Autobahn, failing a connection with a close frame (failByDrop is
+        off, so that the peer is told 1002 or 1007), goes on to parse the
+        very frame it has just rejected, so as to find the peer's closing
+        handshake after it, and calls the message callbacks for it. Its own
+        callbacks ignore such a frame through failedByMe; these must too.
+        Autobahn leaves the open state before it hands on a frame it
+        rejects, and so does this protocol when it closes (a binary frame,
+        /quit): nothing read after that is a line.
+        """
+        return self.state == self.STATE_OPEN
+
     def onMessageBegin(self, isBinary: bool) -> None:  # noqa: N803 (autobahn's name)
         self._binary = isBinary
         self._parts = []
         self._size = 0
-        if isBinary:
+        if isBinary and self._reading():
             log.info(
                 "Closing the WebSocket of {peer}: it sent a binary frame",
                 peer=describe_peer(self.transport.getPeer()),
@@ -153,7 +167,7 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
 
     def onMessageFrameData(self, payload: bytes) -> None:
         # Room for the line and an LF or CRLF that a script may end it with.
-        if self._size <= self.factory.limits.max_line + 2:
+        if self._size <= self.factory.limits.max_line + 2 and self._reading():
             self._parts.append(payload)
         self._size += len(payload)
 
@@ -161,7 +175,8 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
         pass
 
     def onMessageEnd(self) -> None:
-        if self._binary or self.session is None:
+        if self._binary or self.session is None or not self._reading():
+            self._parts = []
             return
         message = b"".join(self._parts)
         self._parts = []
