@@ -17,6 +17,7 @@ from support.websocket import (
     TEXT,
     client_frame,
     close_code,
+    frame_header,
     handshake,
     server_frames,
 )
@@ -29,7 +30,12 @@ from labproto.chat.origins import OriginPolicy, origin_key
 from labproto.chat.protocol import ChatFactory
 from labproto.chat.room import ChatRoom
 from labproto.chat.sendqueue import UNSENT_WHEN_PAUSED
-from labproto.chat.websocket import CLOSING_GRACE, ChatWebSocketFactory, text_frames
+from labproto.chat.websocket import (
+    CLOSING_GRACE,
+    LONGEST_SKIPPED,
+    ChatWebSocketFactory,
+    text_frames,
+)
 
 PROMPT = "Welcome to labchat! Please enter your name:"
 
@@ -279,6 +285,33 @@ def test_a_long_message_in_many_frames_is_refused_and_its_parts_not_all_kept(lab
     assert alice.heard() == ["ERROR line too long (max 1024 bytes)"]
 
 
+def test_a_frame_announcing_2_to_the_62_bytes_is_refused_without_waiting_for_them(
+    lab: Lab,
+) -> None:
+    bob = lab.tcp_user("bob")
+    alice = lab.browser().logs_in("alice")
+    bob.clear()
+    alice.protocol.dataReceived(frame_header(1 << 62))
+    frames = alice.frames()
+    assert frames[0] == (TEXT, b"ERROR line too long (max 1024 bytes)")
+    assert (frames[1][0], close_code(frames[1][1])) == (CLOSE, 1009)
+    assert alice.transport.disconnecting
+    alice.closes()
+    assert bob.value() == b"* alice left (connection lost)\r\n"
+
+
+def test_a_message_whose_frames_together_announce_too_much_is_refused_at_once(lab: Lab) -> None:
+    alice = lab.browser().logs_in("alice")
+    protocol = alice.protocol
+    protocol.dataReceived(client_frame(b"y" * 1000, TEXT, fin=False))
+    # A header for LONGEST_SKIPPED bytes more, and none of them.
+    protocol.dataReceived(frame_header(LONGEST_SKIPPED, CONTINUATION))
+    frames = alice.frames()
+    assert frames[0] == (TEXT, b"ERROR line too long (max 1024 bytes)")
+    assert (frames[1][0], close_code(frames[1][1])) == (CLOSE, 1009)
+    assert alice.transport.disconnecting
+
+
 def test_a_binary_frame_closes_the_websocket_with_1003(lab: Lab) -> None:
     bob = lab.tcp_user("bob")
     alice = lab.browser().logs_in("alice")
@@ -436,8 +469,10 @@ CLIENT_FRAMES = st.one_of(
     st.binary(max_size=10).map(lambda data: client_frame(data, BINARY)),
     st.binary(max_size=10).map(lambda data: client_frame(data, PING)),
     st.text(max_size=20).map(
-        lambda text: client_frame(text[:3].encode(), TEXT, fin=False)
-        + client_frame(text[3:].encode(), CONTINUATION)
+        lambda text: (
+            client_frame(text[:3].encode(), TEXT, fin=False)
+            + client_frame(text[3:].encode(), CONTINUATION)
+        )
     ),
     st.just(client_frame(b"x" * 1030)),
     st.just(client_frame(b"x" * 70000)),

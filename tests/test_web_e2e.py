@@ -25,6 +25,7 @@ from support.websocket import (
     RawWebSocket,
     client_frame,
     close_code,
+    frame_header,
     handshake,
     server_frames,
 )
@@ -211,6 +212,23 @@ def test_a_frame_the_server_rejects_is_never_relayed_nor_logged(
         bob.expect(f"* {name} joined", f"* {name} left (connection lost)")
         server.wait_for(rf"\] {name} left \(connection lost\)$")
     assert not [line for line in server.lines if "<forger" in line]
+
+
+def test_a_frame_announcing_2_to_the_62_bytes_ends_the_connection_at_once(
+    servers: Servers,
+) -> None:
+    _, _, web_port = web_chat(servers)
+    greedy = RawWebSocket(web_port)
+    try:
+        assert greedy.next_text() == PROMPT
+        greedy.send(frame_header(1 << 62))
+        # No byte of the frame follows, and the server does not wait for one.
+        assert greedy.next_text() == "ERROR line too long (max 1024 bytes)"
+        opcode, payload = greedy.next_frame()
+        assert (opcode, close_code(payload)) == (CLOSE, 1009)
+        assert greedy.sock.recv(1) == b""
+    finally:
+        greedy.close()
 
 
 def test_a_plain_http_request_to_ws_is_told_to_upgrade(servers: Servers) -> None:

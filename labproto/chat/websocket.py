@@ -42,6 +42,13 @@ log = Logger()
 
 # RFC 6455 close codes.
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_MESSAGE_TOO_BIG = 1009
+# A message longer than --max-line is read to its end and thrown away, and
+# the WebSocket goes on, as a TCP connection goes on past a long line. One
+# whose frames announce more than this (or than --max-line, if that is
+# more) is not waited for: its sender would hold the connection for as long
+# as it takes to send, and a header may announce 2**63 bytes.
+LONGEST_SKIPPED = 1024 * 1024
 # How long a closing WebSocket gets to deliver its last lines and finish the
 # closing handshake before it is cut, as a closing TCP connection does.
 CLOSING_GRACE = 10.0
@@ -105,6 +112,8 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
     _binary = False
     _parts: list[bytes]
     _size = 0
+    # What the headers of the message's frames so far announced, together.
+    _announced = 0
 
     def onConnect(self, request: ConnectionRequest) -> None:
         origin = request.origin or None
@@ -151,6 +160,7 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
         self._binary = isBinary
         self._parts = []
         self._size = 0
+        self._announced = 0
         if isBinary and self._reading():
             log.info(
                 "Closing the WebSocket of {peer}: it sent a binary frame",
@@ -163,7 +173,27 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
     def onMessageFrameBegin(self, length: int) -> None:
         # Autobahn would collect the frame whole; a line past --max-line is
         # refused, so only that much of it is kept (see onMessageFrameData).
-        pass
+        # The header says how long the frame is: a message that will never
+        # be a line is refused now, not waited for.
+        self._announced += length
+        max_line = self.factory.limits.max_line
+        if self._announced > max(LONGEST_SKIPPED, max_line + 2) and self._reading():
+            self._refuse_message_too_big(max_line)
+
+    def _refuse_message_too_big(self, max_line: int) -> None:
+        """Tell the peer its line is too long, close with 1009, and end the connection now."""
+        log.info(
+            "Closing the WebSocket of {peer}: it announced a message of {size} bytes",
+            peer=describe_peer(self.transport.getPeer()),
+            size=self._announced,
+        )
+        if self.session is not None:
+            self.session.send_text(line_too_long(max_line))
+        self.sendCloseFrame(CLOSE_MESSAGE_TOO_BIG, b"labchat takes lines, not this")
+        # The peer's answering close could only come after the bytes it
+        # announced, so no closing handshake can end: the connection ends
+        # as soon as what was written has gone out.
+        self.dropConnection(abort=False)
 
     def onMessageFrameData(self, payload: bytes) -> None:
         # Room for the line and an LF or CRLF that a script may end it with.

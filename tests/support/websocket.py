@@ -23,7 +23,7 @@ from benchmarks.websocket import (
     parse_frame,
 )
 
-__all__ = ["BINARY", "CLOSE", "CONTINUATION", "PING", "TEXT", "client_frame"]
+__all__ = ["BINARY", "CLOSE", "CONTINUATION", "FIN", "PING", "TEXT", "client_frame"]
 
 # How long a socket of these tests waits for the server: only a failing test waits it out.
 DEADLINE = 20.0
@@ -88,6 +88,12 @@ def raw_frame(
     return header + key + body
 
 
+def frame_header(length: int, opcode: int = TEXT, fin: bool = True) -> bytes:
+    """The header of a client's frame announcing length bytes, the masking key included."""
+    first = (FIN if fin else 0) | opcode
+    return bytes((first, 0x80 | 127)) + length.to_bytes(8, "big") + b"\x12\x34\x56\x78"
+
+
 # Frames a server must reject, each with the close code RFC 6455 gives it: the
 # protocol's rules broken (1002), or text that is not UTF-8 (1007).
 REJECTED_FRAMES = {
@@ -149,4 +155,3 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
-
