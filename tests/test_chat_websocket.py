@@ -218,6 +218,26 @@ def test_a_foreign_origin_gets_http_403_and_never_reaches_the_room(lab: Lab, log
     )
 
 
+@pytest.mark.parametrize("origin", ["null", "file://", "file:///home/ada/chat.html"])
+def test_star_admits_the_origin_of_a_page_opened_from_a_file(origin: str) -> None:
+    browser = Lab(origins=OriginPolicy(["*"])).browser(origin=origin)
+    assert browser.response.startswith(b"HTTP/1.1 101 ")
+    assert browser.heard() == [PROMPT]
+
+
+@pytest.mark.parametrize("origin", ["null", "file:///home/ada/chat.html"])
+def test_by_default_a_page_opened_from_a_file_gets_403_and_is_logged(
+    lab: Lab, logged, origin: str
+) -> None:
+    browser = lab.browser(origin=origin)
+    assert browser.response.startswith(b"HTTP/1.1 403 ")
+    assert browser.protocol.session is None
+    assert (
+        f"Refused a WebSocket from ('127.0.0.1', 6000): Origin {origin}"
+        " is not the page's own origin"
+    ) in logged.lines()
+
+
 def test_the_pages_own_origin_is_admitted(lab: Lab) -> None:
     browser = lab.browser(origin="http://127.0.0.1:8080", host="127.0.0.1:8080")
     assert browser.heard() == [PROMPT]

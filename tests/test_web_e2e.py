@@ -156,6 +156,28 @@ async def test_a_foreign_origin_is_refused_with_403(
     )
 
 
+def test_star_admits_a_page_opened_from_a_file(servers: Servers) -> None:
+    _, _, web_port = web_chat(servers, "--web-origin", "*")
+    for origin in ("null", "file://"):
+        browser = RawWebSocket(web_port, origin=origin)
+        try:
+            assert browser.response.startswith(b"HTTP/1.1 101 "), browser.response
+            assert browser.next_text() == PROMPT
+        finally:
+            browser.close()
+
+
+def test_by_default_a_page_opened_from_a_file_is_refused_with_403(servers: Servers) -> None:
+    server, _, web_port = web_chat(servers)
+    browser = RawWebSocket(web_port, origin="null")
+    browser.close()
+    assert browser.response.startswith(b"HTTP/1.1 403 "), browser.response
+    server.wait_for(
+        r"Refused a WebSocket from \('127\.0\.0\.1', \d+\): Origin null"
+        r" is not the page's own origin$"
+    )
+
+
 @pytest_twisted.ensureDeferred
 async def test_the_pages_own_origin_is_admitted(servers: Servers, websockets: WebSockets) -> None:
     _, _, web_port = web_chat(servers)

@@ -350,6 +350,13 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # A protocol error (invalid UTF-8: 1007) is told to the peer in a
             # close frame, rather than by dropping the connection.
             failByDrop=False,
+            # Autobahn checks the Origin itself before onConnect, and by
+            # default refuses null (a page opened from a file: Firefox sends
+            # null, Chrome file://, which autobahn reads as null) with HTTP
+            # 400, whatever --web-origin says. Admitting null as it admits
+            # every other origin leaves the decision to onConnect, which
+            # answers a refusal with 403 and logs it.
+            allowNullOrigin=True,
             closeHandshakeTimeout=CLOSING_GRACE,
             autoPingInterval=PING_INTERVAL,
             autoPingTimeout=PING_TIMEOUT,
