@@ -262,6 +262,48 @@ def test_a_plain_http_request_to_ws_is_told_to_upgrade(servers: Servers) -> None
     assert b"This is the WebSocket endpoint of labchat" in refused.value.read()
 
 
+def http_exchange(web_port: int, request: bytes) -> bytes:
+    """Send one raw HTTP request that asks to close after it, and return all the answer."""
+    with socket.create_connection(("127.0.0.1", web_port), timeout=DEADLINE) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [("/", 200), ("/chat.css", 200), ("/metrics", 200), ("/ws", 426)]
+)
+def test_head_answers_the_headers_of_get_without_a_body_or_a_warning(
+    servers: Servers, path: str, status: int
+) -> None:
+    server, _, web_port = web_chat(servers)
+    request = f"{{}} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    got = http_exchange(web_port, request.format("GET").encode())
+    head = http_exchange(web_port, request.format("HEAD").encode())
+    head_lines, _, body = head.partition(b"\r\n\r\n")
+    assert head_lines.startswith(b"HTTP/1.1 %d " % status), head
+    assert body == b""
+    get_lines, _, get_body = got.partition(b"\r\n\r\n")
+
+    def headers(lines: bytes) -> dict[bytes, bytes]:
+        pairs = (line.partition(b": ") for line in lines.split(b"\r\n")[1:])
+        return {name.lower(): value for name, _, value in pairs if name.lower() != b"date"}
+
+    head_headers, get_headers = headers(head_lines), headers(get_lines)
+    if path == "/metrics":
+        # Its figures, and so their length, change between the two requests.
+        assert int(head_headers.pop(b"content-length")) > 0
+        get_headers.pop(b"content-length")
+    else:
+        assert get_headers[b"content-length"] == b"%d" % len(get_body)
+    assert head_headers == get_headers
+    # The access log's line for the HEAD comes after any warning about it.
+    server.wait_for(rf'"HEAD {path} HTTP/1\.1" {status} ')
+    assert not [line for line in server.lines if "I think I'll eat it" in line]
+
+
 def test_the_page_is_served_with_a_policy_that_runs_only_its_own_script(servers: Servers) -> None:
     _, _, web_port = web_chat(servers)
     with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=10) as page:

@@ -9,6 +9,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from labproto.chat.metrics import CONTENT_TYPE, exposition
+from labproto.chat.webdoor import head_answer
 from labproto.chat.websocket import ChatWebSocketFactory, ChatWebSocketResource
 
 # The page, its style and its script: package data, served as they are.
@@ -52,6 +53,9 @@ class PageFile(Resource):
             request.setHeader(name, value)
         return self.body
 
+    def render_HEAD(self, request: Request) -> bytes:
+        return head_answer(request, self.render_GET(request))
+
 
 class MetricsPage(Resource):
     """/metrics: the room's figures in the Prometheus text format."""
@@ -65,6 +69,9 @@ class MetricsPage(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader("Content-Type", CONTENT_TYPE)
         return exposition(self.registry)
+
+    def render_HEAD(self, request: Request) -> bytes:
+        return head_answer(request, self.render_GET(request))
 
 
 def web_site(websockets: ChatWebSocketFactory, registry: CollectorRegistry) -> Site:

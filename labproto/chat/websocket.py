@@ -34,6 +34,7 @@ from labproto.chat.origins import OriginPolicy
 from labproto.chat.room import ChatRoom
 from labproto.chat.sendqueue import SendQueue
 from labproto.chat.session import ChatSession, IChatConnection
+from labproto.chat.webdoor import head_answer
 from labproto.lines import SERVER_LINE_END, describe_peer, line_too_long
 from labproto.text import decode_text, printable
 from labproto.writenow import can_write_now, write_now
@@ -374,6 +375,13 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         return self._last_frames
 
 
+# What /ws answers a request that is not a WebSocket handshake.
+UPGRADE_REQUIRED = (
+    b"This is the WebSocket endpoint of labchat: one text frame per line of the"
+    b" chat protocol. Open / in a browser, or use a WebSocket client.\n"
+)
+
+
 class ChatWebSocketResource(WebSocketResource):
     """/ws: a WebSocket handshake becomes a labchat user; plain HTTP is told what /ws is."""
 
@@ -383,10 +391,9 @@ class ChatWebSocketResource(WebSocketResource):
             request.setResponseCode(426, b"Upgrade Required")
             request.setHeader("Upgrade", "websocket")
             request.setHeader("Content-Type", "text/plain; charset=utf-8")
-            return (
-                b"This is the WebSocket endpoint of labchat: one text frame per line of the"
-                b" chat protocol. Open / in a browser, or use a WebSocket client.\n"
-            )
+            if request.method == b"HEAD":
+                return head_answer(request, UPGRADE_REQUIRED)
+            return UPGRADE_REQUIRED
         # The HTTP channel hands its connection over for good: its idle
         # timeout must not end a quiet chat later.
         request.channel.setTimeout(None)
