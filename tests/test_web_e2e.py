@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.certificates import make_certificate, tls_endpoint
 from support.chat import PROMPT, ChatUser, Connect, chat_server, flood
 from support.nodes import IN_ROOM, start_nodes
-from support.processes import DEADLINE, LOOPBACK_TCP, ServerProcess
+from support.processes import DEADLINE, LOOPBACK_TCP, TWISTD, ServerProcess
 from support.redis import RedisServer
 from support.websocket import (
     CLOSE,
@@ -494,3 +494,53 @@ async def test_a_browser_user_is_a_member_of_a_room_shared_through_redis(
     alice.send("/quit")
     await alice.expect("Bye alice!")
     await expect(bob, "<bob> hi alice", "* alice left (quit)")
+
+
+# Under prlimit, the open-file limit labchat cannot raise: a quarter of it,
+# 64, is what its web port's HTTP connections may hold.
+SMALL_FILE_LIMIT = 256
+
+
+@pytest.mark.slow
+def test_slow_requests_from_many_addresses_leave_the_chat_door_open(
+    tmp_path: Path, connect: Connect
+) -> None:
+    server = ServerProcess(
+        [
+            "prlimit",
+            f"--nofile={SMALL_FILE_LIMIT}:{SMALL_FILE_LIMIT}",
+            TWISTD,
+            "--nodaemon",
+            "--pidfile=",
+            "labchat",
+            "--port",
+            LOOPBACK_TCP,
+            "--web",
+            "tcp:0:interface=0.0.0.0",
+            "--max-users",
+            "50",
+        ],
+        tmp_path,
+    )
+    attackers: list[socket.socket] = []
+    try:
+        port = int(server.wait_for(CHAT_LISTENING).group(1))
+        web_port = int(server.wait_for(r"labchat web listening on TCP 0\.0\.0\.0:(\d+)$")[1])
+        # Twice as many unfinished requests as the process has files, from
+        # twenty addresses of the loopback network: each holds its
+        # connection with half a header, as a slow sender would.
+        for number in range(2 * SMALL_FILE_LIMIT):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            attackers.append(sock)
+            sock.settimeout(DEADLINE)
+            sock.bind((f"127.0.0.{2 + number % 20}", 0))
+            sock.connect(("127.0.0.1", web_port))
+            sock.sendall(b"GET / HTTP/1.1\r\nHo")
+        # A chat user still gets in, over TCP, and the log says why.
+        user = connect(port)
+        user.expect(PROMPT)
+        server.wait_for(r"Refused a web connection from \('127\.0\.0\.\d+', \d+\): ")
+    finally:
+        for sock in attackers:
+            sock.close()
+        server.stop()

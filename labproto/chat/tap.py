@@ -247,7 +247,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         # users before the room says goodbye.
         policy = OriginPolicy(options["web-origin"], secure=options["web"].startswith("ssl:"))
         websockets = ChatWebSocketFactory(room, user_limits, clock, policy)
-        site = web_site(websockets, room_registry(room))
+        site = web_site(websockets, room_registry(room), reactor)
         endpoint_service(options["web"], site, "labchat web", reactor).setServiceParent(top)
     factory = ChatFactory(room, user_limits, clock)
     tcp_service(options, factory, "labchat", reactor).setServiceParent(top)

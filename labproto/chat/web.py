@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from labproto.chat.metrics import CONTENT_TYPE, exposition
-from labproto.chat.webdoor import head_answer
+from labproto.chat.webdoor import WebSite, head_answer
 from labproto.chat.websocket import ChatWebSocketFactory, ChatWebSocketResource
 
 # The page, its style and its script: package data, served as they are.
@@ -74,8 +75,13 @@ class MetricsPage(Resource):
         return head_answer(request, self.render_GET(request))
 
 
-def web_site(websockets: ChatWebSocketFactory, registry: CollectorRegistry) -> Site:
-    """The site of --web: the page, /ws for websockets' users, /metrics from registry."""
+def web_site(
+    websockets: ChatWebSocketFactory, registry: CollectorRegistry, clock: IReactorTime
+) -> WebSite:
+    """The site of --web: the page, /ws for websockets' users, /metrics from registry.
+
+    Its requests are timed on clock, and limited (see labproto.chat.webdoor).
+    """
     root = Resource()
     for path in sorted(STATIC.iterdir()):
         if path.is_file():
@@ -83,7 +89,7 @@ def web_site(websockets: ChatWebSocketFactory, registry: CollectorRegistry) -> S
     root.putChild(b"", PageFile(STATIC / "index.html"))
     root.putChild(b"ws", ChatWebSocketResource(websockets))
     root.putChild(b"metrics", MetricsPage(registry))
-    site = Site(root)
+    site = WebSite(root, clock)
     # "Starting factory <Site object at 0x...>" says nothing the listening line does not.
     site.noisy = False
     return site
