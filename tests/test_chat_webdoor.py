@@ -102,6 +102,11 @@ def test_past_the_limit_per_address_a_connection_is_told_503_and_closed(port: Po
     assert not port.connect().disconnecting
 
 
+def test_this_computers_own_connections_are_not_counted_by_address(port: Port) -> None:
+    for _ in range(HTTP_CONNECTIONS_PER_ADDRESS + 1):
+        assert not port.connect("127.0.0.1").disconnecting
+
+
 def test_past_the_limit_in_all_a_connection_is_told_503(
     port: Port, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -527,8 +527,9 @@ def test_slow_requests_from_many_addresses_leave_the_chat_door_open(
         port = int(server.wait_for(CHAT_LISTENING).group(1))
         web_port = int(server.wait_for(r"labchat web listening on TCP 0\.0\.0\.0:(\d+)$")[1])
         # Twice as many unfinished requests as the process has files, from
-        # twenty addresses of the loopback network: each holds its
-        # connection with half a header, as a slow sender would.
+        # twenty addresses of the loopback network (which the count in all
+        # holds): each holds its connection with half a header, as a slow
+        # sender would.
         for number in range(2 * SMALL_FILE_LIMIT):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             attackers.append(sock)
