@@ -77,7 +77,7 @@ def labchat(port: int, users: int, web_port: int) -> list[str]:
     return twistd(
         "labchat", "--port", f"tcp:{port}:interface=127.0.0.1",
         "--web", f"tcp:{web_port}:interface=127.0.0.1",
-        "--rate", "0", "--quiet", "--max-users", str(max(users, 1000)),
+        "--rate", "0", "--quiet", "--max-users", str(max(users, 1000)), "--max-per-host", "0",
     )  # fmt: skip
 
 

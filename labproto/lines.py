@@ -28,6 +28,12 @@ def line_too_long(max_line: int) -> str:
     return f"ERROR line too long (max {max_line} bytes)"
 
 
+def peer_host(address: IAddress) -> str | None:
+    """The address a peer connects from (``'10.0.0.7'``), or None where it has none (UNIX)."""
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
+
+
 def describe_peer(address: IAddress) -> str:
     """Show a peer as the lab's Python servers print it, ``('127.0.0.1', 5000)``, if it can."""
     host, port = getattr(address, "host", None), getattr(address, "port", None)

@@ -27,7 +27,7 @@ FLOOD_SECONDS = 8.0
 def test_a_flood_of_empty_lines_does_not_hold_up_the_others(
     servers: Callable[..., ServerProcess],
 ) -> None:
-    _, port = chat_server(servers)
+    _, port = chat_server(servers, "--max-per-host", "0")
     with attackers("flood", port, 3):
         timings = time_the_room(port, FLOOD_SECONDS, ignore=("* flood",))
     assert timings.other_lines == []
@@ -38,7 +38,7 @@ def test_a_flood_of_empty_lines_does_not_hold_up_the_others(
 def test_a_flood_of_empty_lines_on_a_node_of_a_shared_room_does_not_hold_up_the_others(
     servers: Callable[..., ServerProcess], redis_server: RedisServer
 ) -> None:
-    [node] = start_nodes(servers, [redis_server.url])
+    [node] = start_nodes(servers, [redis_server.url], "--max-per-host", "0")
     with attackers("flood", node.port, 3):
         timings = time_the_room(node.port, FLOOD_SECONDS, ignore=("* flood",))
     assert timings.other_lines == []
@@ -49,7 +49,7 @@ def test_a_flood_of_empty_lines_on_a_node_of_a_shared_room_does_not_hold_up_the_
 def test_a_crowd_leaving_at_once_does_not_stall_the_others(
     servers: Callable[..., ServerProcess],
 ) -> None:
-    _, port = chat_server(servers, "--max-users", "4000")
+    _, port = chat_server(servers, "--max-users", "4000", "--max-per-host", "0")
     with attackers("crowd", port, 3000) as crowd:
         assert crowd.stdin is not None
 

@@ -55,7 +55,7 @@ def test_200_users_hear_every_broadcast_in_one_order(
     servers: Start, connect: Connect, open_files: Callable[[int], None]
 ) -> None:
     open_files(CROWD + 100)
-    server, port = chat_server(servers, "--rate", "0", "--quiet")
+    server, port = chat_server(servers, "--rate", "0", "--quiet", "--max-per-host", "0")
     crowd: list[ChatUser] = []
     # In batches, each taken in before the next comes, so that the listening
     # socket's backlog never overflows (a dropped SYN costs a second).
@@ -267,6 +267,21 @@ def test_past_max_users_a_connection_is_told_the_room_is_full_and_closed(
     assert connect(port).rest() == ["ERROR room full"]
     alice.expect("* bob joined")
     server.wait_for(r"Room full: turned away \('127\.0\.0\.1', \d+\)$")
+
+
+def test_past_max_per_host_a_connection_is_refused_instead_of_the_prompt_and_closed(
+    servers: Start, connect: Connect
+) -> None:
+    server, port = chat_server(servers, "--max-per-host", "2")
+    alice, waiting = connect(port), connect(port)
+    alice.log_in("alice")
+    waiting.expect(PROMPT)
+    assert connect(port).rest() == ["ERROR too many connections from your address"]
+    server.wait_for(r"Too many connections from 127\.0\.0\.1: turned away \('127\.0\.0\.1', \d+\)$")
+    # One of them gone, the address may connect again.
+    waiting.sock.close()
+    server.wait_for(r"Disconnected \('127\.0\.0\.1', \d+\) before logging in$")
+    connect(port).expect(PROMPT)
 
 
 def test_a_room_that_fills_while_one_is_at_the_prompt_turns_that_one_away(

@@ -48,6 +48,7 @@ def test_a_new_room_shows_every_figure_at_zero(lab: Lab) -> None:
         'labchat_disconnects_total{reason="send_queue_exceeded"}': 0,
         'labchat_disconnects_total{reason="login_timeout"}': 0,
         'labchat_disconnects_total{reason="room_full"}': 0,
+        'labchat_disconnects_total{reason="too_many_from_host"}': 0,
         'labchat_disconnects_total{reason="server_shutting_down"}': 0,
         "labchat_flood_dropped_total": 0,
     }
@@ -116,6 +117,7 @@ def test_each_way_of_going_is_counted_under_its_reason(lab: Lab) -> None:
         "send_queue_exceeded": 1,
         "login_timeout": 1,
         "room_full": 0,
+        "too_many_from_host": 0,
         "server_shutting_down": 0,
     }
 

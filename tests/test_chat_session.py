@@ -32,6 +32,7 @@ class FakeMember:
     """A member of the room that records every bytes object the room hands it."""
 
     kind = "tcp"
+    host: str | None = None
 
     def __init__(self, peer: str) -> None:
         self.name: str | None = None
@@ -881,6 +882,66 @@ def test_a_new_flood_after_the_bucket_refilled_logs_again(logged) -> None:
     lab.clock.advance(1)
     alice.types("5", "6", "7")
     assert logged.levels().count("warn") == 2
+
+
+# max-per-host
+
+TOO_MANY_FROM_HOST = b"ERROR too many connections from your address\r\n"
+
+
+def test_a_connection_past_max_per_host_is_refused_instead_of_the_prompt_and_closed() -> None:
+    lab = Lab(max_per_host=2)
+    first = lab.connect()
+    lab.user("alice")
+    assert first.heard() == PROMPT
+    third = lab.connect()
+    assert third.heard() == TOO_MANY_FROM_HOST
+    assert third.connection.closed
+    assert third.session.stage is Stage.GONE
+
+
+def test_max_per_host_counts_only_the_connections_from_that_address() -> None:
+    lab = Lab(max_per_host=1)
+    lab.connect(host="10.0.0.7")
+    assert lab.connect(host="10.0.0.8").heard() == PROMPT
+
+
+def test_a_connection_that_ended_makes_room_for_another_from_its_address() -> None:
+    lab = Lab(max_per_host=1)
+    lab.connect().hangs_up()
+    assert lab.connect().heard() == PROMPT
+
+
+def test_a_refused_connection_does_not_count_against_its_address() -> None:
+    lab = Lab(max_per_host=1)
+    first = lab.connect()
+    refused = lab.connect()
+    refused.hangs_up()
+    first.hangs_up()
+    assert lab.connect().heard() == PROMPT
+
+
+def test_max_per_host_0_sets_no_limit() -> None:
+    lab = Lab(max_per_host=0)
+    users = [lab.connect() for _ in range(60)]
+    assert users[-1].heard() == PROMPT
+
+
+def test_connections_without_an_address_are_not_counted() -> None:
+    # A UNIX socket's peers have no address to tell them apart by.
+    lab = Lab(max_per_host=1)
+    lab.connect(host=None)
+    assert lab.connect(host=None).heard() == PROMPT
+
+
+def test_a_connection_past_max_per_host_is_logged_and_counted(logged) -> None:
+    lab = Lab(max_per_host=1)
+    lab.connect()
+    lab.connect()
+    assert logged.lines()[-1] == (
+        "Too many connections from 10.0.0.7: turned away ('10.0.0.7', 5001)"
+    )
+    assert lab.room.figures.disconnects["too_many_from_host"] == 1
 
 
 # max-users

@@ -144,6 +144,22 @@ async def test_the_login_dialogue_and_a_broadcast_are_the_tcp_ones_frame_by_fram
 
 
 @pytest_twisted.ensureDeferred
+async def test_max_per_host_counts_the_websocket_and_the_tcp_door_together(
+    servers: Servers, connect: Connect, websockets: WebSockets
+) -> None:
+    _, port, web_port = web_chat(servers, "--max-per-host", "2")
+    alice = await websockets.open(web_port)
+    await alice.expect(PROMPT)
+    await expect(connect(port), PROMPT)
+    refused = await websockets.open(web_port)
+    await refused.expect("ERROR too many connections from your address")
+    assert (await refused.closed)[0] == 1000
+    assert await threads.deferToThread(connect(port).rest) == [
+        "ERROR too many connections from your address"
+    ]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_foreign_origin_is_refused_with_403(
     servers: Servers, websockets: WebSockets
 ) -> None:
@@ -377,6 +393,7 @@ async def test_metrics_count_what_happened_in_a_loopback_chat(
         "send_queue_exceeded": 0,
         "login_timeout": 0,
         "room_full": 1,
+        "too_many_from_host": 0,
         "server_shutting_down": 0,
     }
     # Every line any of the four connections received was one delivery.

@@ -24,6 +24,7 @@ CONNECTION_LOST = "connection_lost"
 SEND_QUEUE_EXCEEDED = "send_queue_exceeded"
 LOGIN_TIMEOUT = "login_timeout"
 ROOM_FULL = "room_full"
+TOO_MANY_FROM_HOST = "too_many_from_host"
 SERVER_SHUTTING_DOWN = "server_shutting_down"
 DISCONNECT_REASONS = (
     QUIT,
@@ -31,6 +32,7 @@ DISCONNECT_REASONS = (
     SEND_QUEUE_EXCEEDED,
     LOGIN_TIMEOUT,
     ROOM_FULL,
+    TOO_MANY_FROM_HOST,
     SERVER_SHUTTING_DOWN,
 )
 

@@ -13,6 +13,7 @@ DEFAULT_LOGIN_TIMEOUT = 60.0
 DEFAULT_BURST = 20
 DEFAULT_RATE = 10.0
 DEFAULT_SENDQ = 1024 * 1024
+DEFAULT_MAX_PER_HOST = 50
 # Where the hard limit is "unlimited", raising the soft limit to it fails:
 # this is as far as it goes then.
 UNLIMITED_FILES_CAP = 1024 * 1024
@@ -30,6 +31,8 @@ class UserLimits:
     rate: float = DEFAULT_RATE
     # Bytes of output a user may leave unread before being cut off.
     sendq: int = DEFAULT_SENDQ
+    # Connections from one address, logged in or not, on every door; 0 for no limit.
+    max_per_host: int = DEFAULT_MAX_PER_HOST
 
 
 class TokenBucket:

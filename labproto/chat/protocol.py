@@ -20,7 +20,7 @@ from labproto.chat.limits import UserLimits
 from labproto.chat.room import ChatRoom
 from labproto.chat.sendqueue import SendQueue
 from labproto.chat.session import ChatSession, IChatConnection
-from labproto.lines import LineProtocol, LineServerFactory
+from labproto.lines import LineProtocol, LineServerFactory, peer_host
 from labproto.writenow import write_now
 
 # How long a closing connection gets to deliver its last lines to a peer
@@ -45,8 +45,10 @@ class ChatProtocol(SendQueue, LineProtocol):
         with contextlib.suppress(AttributeError, OSError):  # UNIX sockets have no Nagle
             cast(ITCPTransport, self.transport).setTcpNoDelay(True)
         factory = self.factory
+        assert self.transport is not None
+        host = peer_host(self.transport.getPeer())
         self.session = ChatSession(
-            factory.room, self, self.peer(), factory.limits, factory.clock
+            factory.room, self, self.peer(), factory.limits, factory.clock, host
         )
         self.session.start()
 

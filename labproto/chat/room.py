@@ -18,6 +18,7 @@ tell()).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable
 from typing import TypeVar, Union
 
@@ -52,6 +53,10 @@ class IChatMember(Interface):
 
     name = Attribute("The name the member logged in with, or None before; the room sets it.")
     peer = Attribute("Where the member connects from, for the log: ``('10.0.0.7', 5000)``.")
+    host = Attribute(
+        "The address the member connects from, as --max-per-host counts it: '10.0.0.7'; "
+        "None where there is none (a UNIX socket)."
+    )
     kind = Attribute("What carries the member's lines, as /metrics counts it: 'tcp', 'websocket'.")
 
     def deliver(line: bytes) -> None:  # noqa: N805 (zope interfaces have no self)
@@ -103,6 +108,8 @@ class ChatRoom:
         self.figures = RoomFigures()
         self._members: dict[str, IChatMember] = {}
         self._present: set[IChatMember] = set()
+        # How many of those present connect from each address.
+        self._from_host: Counter[str] = Counter()
         self._closing = False
         self._emptied: Deferred[None] | None = None
         # While the room is held: the broadcasts waiting for the turn's end,
@@ -140,12 +147,25 @@ class ChatRoom:
     def arrive(self, visitor: IChatMember) -> None:
         """Note a new connection, logged in or not, so that shutdown reaches it."""
         self._present.add(visitor)
+        if visitor.host is not None:
+            self._from_host[visitor.host] += 1
 
     def depart(self, visitor: IChatMember) -> None:
         """Note that a connection has ended; it must have left the room first."""
-        self._present.discard(visitor)
+        if visitor not in self._present:
+            return
+        self._present.remove(visitor)
+        host = visitor.host
+        if host is not None:
+            self._from_host[host] -= 1
+            if not self._from_host[host]:
+                del self._from_host[host]
         if not self._present:
             self._stop_waiting()
+
+    def connections_from(self, host: str | None) -> int:
+        """How many connections present, logged in or not, come from host (none for None)."""
+        return self._from_host[host] if host is not None else 0
 
     def members(self) -> Collection[IChatMember]:
         """Everyone logged in, in no particular order."""

@@ -63,10 +63,12 @@ class ChatSession:
         peer: str,
         limits: UserLimits,
         clock: IReactorTime,
+        host: str | None = None,
     ) -> None:
         self.room = room
         self.connection = connection
         self.peer = peer
+        self.host = host
         self.limits = limits
         self.clock = clock
         self.name: str | None = None
@@ -87,6 +89,16 @@ class ChatSession:
         self.log.info("Connected {peer}", peer=self.peer)
         if not self.room.admits_visitor():
             self._turn_away()
+            return
+        max_per_host = self.limits.max_per_host
+        if max_per_host and self.room.connections_from(self.host) >= max_per_host:
+            self.log.info(
+                "Too many connections from {host}: turned away {peer}",
+                host=self.host,
+                peer=self.peer,
+            )
+            self.room.figures.disconnects[figures.TOO_MANY_FROM_HOST] += 1
+            self._finish(encode_line(wire.TOO_MANY_FROM_HOST))
             return
         self.room.arrive(self)
         self._prompt()

@@ -57,7 +57,8 @@ class Options(TCPServerOptions):
 
     synopsis = (
         "[--port N|ENDPOINT] [--max-line N] [--login-timeout S] [--burst N] [--rate N] "
-        "[--sendq BYTES] [--max-users N] [--web ENDPOINT [--web-origin ORIGINS]] "
+        "[--sendq BYTES] [--max-users N] [--max-per-host N] "
+        "[--web ENDPOINT [--web-origin ORIGINS]] "
         "[--redis URL [--room NAME] [--lost-after S]] [--quiet] [--trace]"
     )
     longdesc = (
@@ -89,6 +90,13 @@ class Options(TCPServerOptions):
             "Output a user may leave unread (bytes, or with K or M) before being disconnected.",
         ],
         ["max-users", None, str(DEFAULT_MAX_USERS), "Users the room holds at once."],
+        [
+            "max-per-host",
+            None,
+            str(limits.DEFAULT_MAX_PER_HOST),
+            "Connections from one address, logged in or not, on every door of the room; "
+            "0 for no limit (a load test from one machine needs that).",
+        ],
         [
             "web",
             None,
@@ -131,6 +139,12 @@ class Options(TCPServerOptions):
                     f"--{option} must be a whole number from 1 up, not {self[option]!r}"
                 )
             self[option] = int(self[option])
+        if not re.fullmatch(r"[0-9]+", self["max-per-host"]):
+            raise usage.UsageError(
+                "--max-per-host must be a whole number, 0 for no limit, "
+                f"not {self['max-per-host']!r}"
+            )
+        self["max-per-host"] = int(self["max-per-host"])
         sendq = parse_size(self["sendq"])
         if sendq is None or sendq < UNSENT_WHEN_PAUSED:
             # Less could not be told apart from a connection that is merely busy.
@@ -170,6 +184,7 @@ class Options(TCPServerOptions):
             burst=self["burst"],
             rate=self["rate"],
             sendq=self["sendq"],
+            max_per_host=self["max-per-host"],
         )
 
 

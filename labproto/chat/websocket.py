@@ -35,7 +35,7 @@ from labproto.chat.room import ChatRoom
 from labproto.chat.sendqueue import SendQueue
 from labproto.chat.session import ChatSession, IChatConnection
 from labproto.chat.webdoor import head_answer
-from labproto.lines import SERVER_LINE_END, describe_peer, line_too_long
+from labproto.lines import SERVER_LINE_END, describe_peer, line_too_long, peer_host
 from labproto.text import decode_text, printable
 from labproto.writenow import can_write_now, write_now
 
@@ -139,8 +139,11 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
         factory = self.factory
         self._parts = []
         # The log tells a browser's user from a TCP one by this.
-        peer = describe_peer(transport.getPeer()) + " over WebSocket"
-        self.session = ChatSession(factory.room, self, peer, factory.limits, factory.clock)
+        address = transport.getPeer()
+        peer = describe_peer(address) + " over WebSocket"
+        self.session = ChatSession(
+            factory.room, self, peer, factory.limits, factory.clock, peer_host(address)
+        )
         self.session.start()
 
     def _reading(self) -> bool:

@@ -68,11 +68,11 @@ class Lab:
         self.limits = UserLimits(**limits)
         self._ports = itertools.count(5000)
 
-    def connect(self, kind: str = "tcp") -> User:
-        """A new connection, given the login prompt (or turned away)."""
+    def connect(self, kind: str = "tcp", host: str | None = "10.0.0.7") -> User:
+        """A new connection from host, given the login prompt (or turned away)."""
         connection = FakeConnection(kind)
-        peer = f"('10.0.0.7', {next(self._ports)})"
-        session = ChatSession(self.room, connection, peer, self.limits, self.clock)
+        peer = f"({host!r}, {next(self._ports)})"
+        session = ChatSession(self.room, connection, peer, self.limits, self.clock, host)
         session.start()
         return User(session, connection, self.clock)
 
