@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from labproto.foreground import skip_default_pidfile
 from labproto.lines import DEFAULT_MAX_LINE
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingFactory
@@ -71,13 +72,18 @@ def listening_parameters(default_port: int) -> list[list[object]]:
 
 
 class TCPServerOptions(usage.Options):
-    """The options every TCP line server takes (see listening_parameters), and --trace."""
+    """The options every TCP line server takes (see listening_parameters), and --trace.
+
+    Under ``twistd -n`` they also keep twistd from writing a pid file (see
+    labproto.foreground), so that several servers run from one folder.
+    """
 
     # usage.Options gathers optFlags from every class of a subclass's MRO, so
     # a service's Options that has flags of its own still takes --trace.
     optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
+        skip_default_pidfile(self)
         self["port"] = checked_endpoint("port", self["port"])
         max_line = self["max-line"]
         if not re.fullmatch(r"[0-9]+", max_line) or not 1 <= int(max_line) <= MAX_LINE_LIMIT:

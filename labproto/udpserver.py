@@ -14,6 +14,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from labproto.foreground import skip_default_pidfile
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingDatagramProtocol
 
@@ -42,13 +43,18 @@ def listening_parameters(default_port: int) -> list[list[object]]:
 
 
 class UDPServerOptions(usage.Options):
-    """The options every UDP server takes: where to listen (see listening_parameters), --trace."""
+    """The options every UDP server takes: where to listen (see listening_parameters), --trace.
+
+    Under ``twistd -n`` they also keep twistd from writing a pid file (see
+    labproto.foreground), so that several servers run from one folder.
+    """
 
     # usage.Options gathers optFlags from every class of a subclass's MRO, so
     # a service's Options that has flags of its own still takes --trace.
     optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
+        skip_default_pidfile(self)
         self["port"] = parse_port_number(self["port"], "UDP")
         interface = self["interface"]
         if interface and not (

@@ -851,3 +851,79 @@ def test_an_interactive_nc_session_shows_the_pages_lines(servers: Start) -> None
             process.kill()
             process.wait()
     assert transcript == shown
+
+
+# README.rst
+
+README = DOCS.parent / "README.rst"
+# The servers the README starts, each with the options that put it on a free
+# port of 127.0.0.1 instead of its default one, which may be taken.
+LOOPBACK_OPTIONS = {
+    "udpecho": ("--port", "0", "--interface", "127.0.0.1"),
+    "udptime": ("--port", "0", "--interface", "127.0.0.1"),
+    "knockknock": ("--port", "tcp:0:interface=127.0.0.1"),
+    "labcalc": ("--port", "tcp:0:interface=127.0.0.1"),
+    "labchat": ("--port", "tcp:0:interface=127.0.0.1"),
+}
+LISTENING = r"listening on (?:UDP|TCP) \S+:(\d+)$"
+
+
+def readme_commands() -> list[tuple[str, list[str]]]:
+    """Every ``$ COMMAND`` line of the README's literal blocks, with the lines shown after it.
+
+    The lines shown run up to a blank line or the next command: a server's
+    log lines start with ``... `` (where the page leaves out the time stamp
+    and the logger), a client's output lines are as it prints them.
+    """
+    found: list[tuple[str, list[str]]] = []
+    for line in README.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if line.startswith("    $ "):
+            found.append((text[2:], []))
+        elif found and line.startswith("    ") and text and not found[-1][0].endswith("\\"):
+            if found[-1][1] is not None:
+                found[-1][1].append(text)
+        elif found and not text:
+            found.append(("", []))  # A blank line ends what the last command showed.
+    return [(command, shown) for command, shown in found if command]
+
+
+def readme_servers() -> list[tuple[str, list[str]]]:
+    """The README's ``$ twistd -n SERVICE`` commands that take no option, with their log lines."""
+    return [
+        (command.split()[2], [line.removeprefix("... ") for line in shown])
+        for command, shown in readme_commands()
+        if re.fullmatch(r"twistd -n \w+", command)
+    ]
+
+
+def log_pattern(shown: str) -> re.Pattern[str]:
+    """A log line the README shows, as a pattern: exact, but for addresses, ports and figures.
+
+    The README shows the default ports and one machine's addresses and
+    open-file limits; a test's server has others.
+    """
+    pattern = re.escape(shown)
+    pattern = re.sub(r"\d+\\\.\d+\\\.\d+\\\.\d+", r"[0-9.]+", pattern)
+    pattern = re.sub(r"(:|', )\d+", r"\1\\d+", pattern)
+    if shown.startswith("Open file limit"):
+        pattern = re.sub(r"\d+", r"\\d+", pattern)
+    return re.compile(rf"\] {pattern}$")
+
+
+def test_the_readme_servers_run_side_by_side_from_one_folder(tmp_path: Path) -> None:
+    """README.rst: ``twistd -n udpecho``, then ``twistd -n udptime`` and the others, from one
+    folder: each starts while the others run, and none leaves a twistd.pid there."""
+    servers = [plugin for plugin, _ in readme_servers()]
+    assert servers == ["udpecho", "udptime", "knockknock", "labcalc", "labchat"]
+    started: list[ServerProcess] = []
+    try:
+        for plugin in servers:
+            server = ServerProcess([TWISTD, "-n", plugin, *LOOPBACK_OPTIONS[plugin]], tmp_path)
+            started.append(server)
+            server.wait_for(LISTENING)
+        assert [server.process.poll() for server in started] == [None] * len(servers)
+        assert not (tmp_path / "twistd.pid").exists()
+    finally:
+        for server in started:
+            server.stop()
