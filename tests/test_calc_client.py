@@ -182,6 +182,18 @@ def test_control_characters_in_a_refused_name_answer_are_shown_escaped() -> None
     assert message == f"{WHERE} refused the name 'gautamop': ERROR \\x1b[2Jgone"
 
 
+def test_another_services_greeting_is_a_client_error_and_no_name_is_sent() -> None:
+    session = Session()
+    introduction = session.introduce("gautamop")
+    session.answer("Welcome to labchat! Please enter your name:")
+    wrong = failure_of(introduction, ClientError)
+    assert wrong.message == (
+        f"{WHERE} is not a labcalc server (it said: Welcome to labchat! Please enter your name:)"
+    )
+    assert wrong.status == 1
+    assert session.sent() == []
+
+
 def test_no_welcome_within_the_timeout_is_a_client_error() -> None:
     session = Session()
     introduction = session.introduce()

@@ -183,6 +183,26 @@ def test_a_room_full_is_a_client_error() -> None:
     assert visit.sent() == []
 
 
+def test_another_services_greeting_is_a_client_error_and_no_name_is_sent() -> None:
+    visit = Visit()
+    login = visit.log_in("alice")
+    visit.answer("Welcome to labcalc. What's your name?")
+    wrong = failure_of(login, ClientError)
+    assert wrong.message == (
+        f"{WHERE} is not a labchat server (it said: Welcome to labcalc. What's your name?)"
+    )
+    assert visit.sent() == []
+    assert visit.user.shown == []
+
+
+def test_a_long_greeting_of_another_service_is_quoted_in_part() -> None:
+    visit = Visit()
+    login = visit.log_in("alice")
+    visit.answer("x" * 5000)
+    message = failure_of(login, ClientError).message
+    assert message == f"{WHERE} is not a labchat server (it said: {'x' * 100}...)"
+
+
 def test_a_refused_name_option_without_a_terminal_is_a_client_error() -> None:
     visit = Visit("bob")
     visit.answer(WELCOME, "ERROR name taken: alice")

@@ -170,10 +170,24 @@ def test_control_characters_in_an_error_answer_are_shown_escaped(
 def test_control_characters_in_an_answer_are_printed_escaped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    knocking = Knocking(monkeypatch, *JOKE)
+    knocking.answer("Who's there?")
+    knocking.answer("Lettuce \x1b[2Jwho?")
+    knocking.answer("Ha ha! Knock again?")
+    result_of(knocking.done)
+    assert knocking.out.getvalue().splitlines()[1] == "CLIENT RECEIVED: Lettuce \\x1b[2Jwho?"
+
+
+def test_a_first_answer_of_another_service_is_a_client_error_quoting_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     knocking = Knocking(monkeypatch)
     knocking.answer("Who's \x1b[2Jthere?")
-    result_of(knocking.done)
-    assert knocking.out.getvalue() == "CLIENT RECEIVED: Who's \\x1b[2Jthere?\n"
+    wrong = failure_of(knocking.done, ClientError)
+    assert wrong.message == f"{WHERE} is not a knockknock server (it said: Who's \\x1b[2Jthere?)"
+    assert wrong.status == 1
+    assert knocking.out.getvalue() == ""
+    assert knocking.hung_up()
 
 
 def test_no_answer_within_the_timeout_is_a_client_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -334,3 +334,39 @@ def test_ctrl_c_ends_a_calc_session_with_q_and_status_0(
     server.client.send_signal(signal.SIGINT)
     assert server.reader.readline() == b"q\r\n"
     assert server.client_result() == (0, "", "")
+
+
+# Each TCP client at another service's port: the line it prints and its status.
+
+CALC_WELCOME = "Welcome to labcalc. What's your name?"
+CHAT_PROMPT = "Welcome to labchat! Please enter your name:"
+
+
+@pytest.mark.parametrize(
+    ("client", "service", "first_line"),
+    [
+        ("chat", "labcalc", CALC_WELCOME),
+        ("calc", "labchat", CHAT_PROMPT),
+        ("knock", "labcalc", CALC_WELCOME),
+        ("knock", "labchat", CHAT_PROMPT),
+    ],
+)
+def test_a_client_at_another_services_port_says_so_and_fails(
+    servers: Start, client: str, service: str, first_line: str
+) -> None:
+    _, port = tcp_server(servers, service)
+    result = run_labproto(client, "--port", str(port), input="alice\n")
+    served = {"chat": "labchat", "calc": "labcalc", "knock": "knockknock"}[client]
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"127.0.0.1:{port} is not a {served} server (it said: {first_line})\n"
+    )
+
+
+@pytest.mark.parametrize("client", ["chat", "calc"])
+def test_a_client_at_knockknocks_port_says_that_nothing_came(servers: Start, client: str) -> None:
+    # knockknock waits for the teller's first line: no greeting ever comes.
+    _, port = tcp_server(servers, "knockknock")
+    result = run_labproto(client, "--port", str(port), "--timeout", "0.5", input="alice\n")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"no answer from 127.0.0.1:{port} within 0.5 s\n"

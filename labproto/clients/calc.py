@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 
 from labproto import ports
 from labproto.calc.parser import CalculationError, split_expression
-from labproto.calc.protocol import NAME_RULE, QUIT, SESSION_ENDED, parse_name
+from labproto.calc.protocol import NAME_RULE, QUIT, SESSION_ENDED, WELCOME, parse_name
 from labproto.clients import arguments
 from labproto.clients.common import ClientError, Console
 from labproto.clients.lines_in import MAX_INPUT_LINE, InputLines, LineTooLong
@@ -88,7 +88,7 @@ class CalculatorSession:
 
     async def introduce(self, name: str | None) -> bool:
         """Give the server a name; False if the input ended before one was given."""
-        self.show(await self.server.receive())
+        self.show(await self.server.receive_first("labcalc", lambda line: line == WELCOME))
         while name is None:
             typed = await self.next_input()
             if typed is None:

@@ -70,7 +70,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from labproto import ports
 from labproto.chat.commands import split_command
 from labproto.chat.names import NAME_PATTERN, parse_name
-from labproto.chat.wire import NAME_RULE
+from labproto.chat.wire import NAME_RULE, PROMPT
 from labproto.clients import arguments
 from labproto.clients.common import ClientError, Console
 from labproto.clients.lines_in import MAX_INPUT_LINE, InputLines, LineTooLong
@@ -313,7 +313,10 @@ class ChatSession:
 
     async def log_in(self, name: str | None) -> bool:
         """Send names until one is accepted; False if the user gave up before that."""
-        greeting = await self.server.receive()
+        # labchat greets with its prompt, or turns us away with an ERROR line.
+        greeting = await self.server.receive_first(
+            "labchat", lambda line: line == PROMPT or line.startswith(ERROR)
+        )
         if greeting.startswith(ERROR):  # ERROR room full
             raise ClientError(f"{self.server.where} did not let us in: {printable(greeting)}")
         self.show(greeting)

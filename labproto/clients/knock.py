@@ -9,7 +9,7 @@ from labproto import ports
 from labproto.clients import arguments
 from labproto.clients.common import ClientError, Console
 from labproto.clients.tcp import add_timeout_argument, add_tls_arguments, connect_lines
-from labproto.knock.protocol import KNOCK
+from labproto.knock.protocol import KNOCK, WHOS_THERE
 from labproto.text import has_controls, printable
 
 DESCRIPTION = (
@@ -25,6 +25,11 @@ def joke_line(text: str) -> str:
     if not text.strip() or has_controls(text):
         raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a line of a joke")
     return text.strip()
+
+
+def _answers_a_knock(line: str) -> bool:
+    """Whether line is what a knockknock server says to a knock."""
+    return line == WHOS_THERE or line.startswith("ERROR ")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +52,14 @@ async def run(reactor: Any, options: argparse.Namespace, console: Console) -> No
     lines = [KNOCK, *(options.joke or [])]
     server = await connect_lines(reactor, options)
     try:
-        for line in lines:
+        for index, line in enumerate(lines):
             server.send(line)
-            answer = await server.receive()
+            if index == 0:
+                # knockknock speaks only when spoken to: its answer to the
+                # knock, or a refusal of it, tells it from another service.
+                answer = await server.receive_first("knockknock", _answers_a_knock)
+            else:
+                answer = await server.receive()
             if answer.startswith("ERROR "):
                 raise ClientError(f"{server.where} refused {line!r}: {printable(answer)}")
             console.say(f"CLIENT RECEIVED: {printable(answer)}")

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,8 @@ MAX_UNREAD_LINES = 256
 CONNECT_TIMEOUT = 10.0
 # How long a client stopped by Ctrl-C waits to say farewell to its server.
 FAREWELL_TIMEOUT = 2.0
+# How much of another service's first line a client quotes, in characters.
+QUOTED_LINE_LIMIT = 100
 
 _T = TypeVar("_T")
 
@@ -240,6 +243,21 @@ class ServerConnection:
             raise
         except Exception:
             raise self._connection_lost() from None
+
+    async def receive_first(self, service: str, expected: Callable[[str], bool]) -> str:
+        """The server's first line, or ClientError when expected(line) says no service sends it.
+
+        A client given another service's port (``labproto chat --port
+        43391``, labcalc's) then says so at once, and fails, rather than
+        showing the other service's lines as its own and waiting in vain.
+        """
+        line = await self.receive()
+        if not expected(line):
+            shown = printable(line)
+            if len(shown) > QUOTED_LINE_LIMIT:
+                shown = shown[:QUOTED_LINE_LIMIT] + "..."
+            raise ClientError(f"{self.where} is not a {service} server (it said: {shown})")
+        return line
 
     async def while_connected(self, waiting: defer.Deferred[_T]) -> _T:
         """The result of waiting, or ClientError if the connection is lost first.
