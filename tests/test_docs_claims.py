@@ -541,6 +541,7 @@ def test_a_udp_client_accepts_an_answer_only_from_the_address_it_asked() -> None
         # In vain, a short wait and one resend; heard, a long wait, for a slow machine.
         for answerer, options, requests, status, out, err in (
             (other, ("--timeout", "0.1", "--retries", "1"), 2, 1, "",
+             "no reply yet, retrying in 0.2 s (2/2)\n"
              f"no reply from 127.0.0.1:{port} after 2 tries\n"),
             (asked, ("--timeout", "10"), 1, 0,
              f"Client received MESSAGE= Ok from ADDR= ('127.0.0.1', {port})\n", ""),

@@ -9,15 +9,15 @@ from support.fakes import DatagramPort
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from labproto.clients.echo import EchoClientProtocol, NoReply
+from labproto.clients.echo import EchoClientProtocol, NoReply, retry_notice
 from labproto.clients.udp import ServerUnreachable
 
 SERVER = ("127.0.0.1", 43387)
 
 
-def client(retries: int = 3, timeout: float = 1.0):
+def client(retries: int = 3, timeout: float = 1.0, retrying=lambda *told: None):
     clock = Clock()
-    protocol = EchoClientProtocol(clock, b"hello", timeout, retries)
+    protocol = EchoClientProtocol(clock, b"hello", timeout, retries, retrying)
     port = DatagramPort().attach(protocol)
     return clock, protocol, port
 
@@ -107,3 +107,26 @@ def test_closing_on_purpose_is_not_a_failure() -> None:
     result_of(Deferred.fromCoroutine(protocol.close()))
     assert result_of(result) == (b"Ok", SERVER)
     assert port.protocol.transport is None
+
+
+def test_each_resend_is_told_with_its_number_and_wait_as_it_goes() -> None:
+    told: list[tuple[float, str]] = []
+    clock, protocol, port = client(
+        retrying=lambda *retry: told.append((clock.seconds(), retry_notice(*retry)))
+    )
+    protocol.start()
+    clock.pump([1] * 15)
+    assert told == [
+        (1, "no reply yet, retrying in 2 s (2/4)"),
+        (3, "no reply yet, retrying in 4 s (3/4)"),
+        (7, "no reply yet, retrying in 8 s (4/4)"),
+    ]
+
+
+def test_an_answered_message_tells_no_resend() -> None:
+    told: list[tuple[int, int, float]] = []
+    clock, protocol, _ = client(retrying=lambda *retry: told.append(retry))
+    protocol.start()
+    protocol.datagramReceived(b"Ok", SERVER)
+    clock.advance(60)
+    assert told == []

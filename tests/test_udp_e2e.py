@@ -76,7 +76,7 @@ def test_echo_sends_an_argument_that_is_not_utf8_as_it_is(servers: Start) -> Non
 def test_ctrl_c_while_waiting_ends_the_echo_client_quietly(silent_port: socket.socket) -> None:
     port = silent_port.getsockname()[1]
     client = start_labproto(
-        "echo", "--port", str(port), "--timeout", "0.05", "--retries", "9",
+        "echo", "--port", str(port), "--timeout", "0.05", "--retries", "9", "--quiet",
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     # The second try proves the client's reactor, and its Ctrl-C handler, are running.
@@ -98,8 +98,21 @@ def test_echo_client_gives_up_on_a_silent_server(silent_port: socket.socket) -> 
     port = silent_port.getsockname()[1]
     result = run_labproto("echo", "--port", str(port), "--timeout", "0.05", "--retries", "2", "hi")
     assert result.returncode == 1
-    assert result.stderr == f"no reply from 127.0.0.1:{port} after 3 tries\n"
+    assert result.stderr == (
+        "no reply yet, retrying in 0.1 s (2/3)\n"
+        "no reply yet, retrying in 0.2 s (3/3)\n"
+        f"no reply from 127.0.0.1:{port} after 3 tries\n"
+    )
     assert [silent_port.recv(100) for _ in range(3)] == [b"hi"] * 3
+
+
+def test_quiet_echo_client_says_only_that_it_gave_up(silent_port: socket.socket) -> None:
+    port = silent_port.getsockname()[1]
+    result = run_labproto(
+        "echo", "--port", str(port), "--timeout", "0.05", "--retries", "2", "--quiet", "hi"
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"no reply from 127.0.0.1:{port} after 3 tries\n"
 
 
 def test_time_client_prints_each_round(servers: Start) -> None:

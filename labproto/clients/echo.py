@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -24,7 +25,8 @@ MAX_UDP_PAYLOAD = 65507
 DESCRIPTION = (
     "Send one message to a udpecho server and print its answer. UDP may lose "
     "datagrams, so an unanswered message is sent again, each wait twice the one "
-    "before (1, 2, 4, 8 s by default), before the client gives up with status 1."
+    "before (1, 2, 4, 8 s by default), before the client gives up with status 1; "
+    "each resend is told on standard error unless --quiet."
 )
 
 
@@ -41,15 +43,23 @@ class EchoClientProtocol(ConnectedDatagramProtocol):
 
     The first wait is timeout seconds and each later wait twice the one
     before, so a busy network gets room to recover instead of more traffic.
+    Each resend is told to retrying(try_number, tries, wait), so that the
+    user knows why nothing shows yet.
     """
 
     def __init__(
-        self, clock: IReactorTime, message: bytes, timeout: float, retries: int
+        self,
+        clock: IReactorTime,
+        message: bytes,
+        timeout: float,
+        retries: int,
+        retrying: Callable[[int, int, float], None] = lambda try_number, tries, wait: None,
     ) -> None:
         self.clock = clock
         self.message = message
         self.timeout = timeout
         self.retries = retries
+        self.retrying = retrying
         self.tries = 0
         self.reply: Deferred[tuple[bytes, tuple[str, int]]] = Deferred()
         self._waiting: IDelayedCall | None = None
@@ -69,6 +79,7 @@ class EchoClientProtocol(ConnectedDatagramProtocol):
     def _timedOut(self) -> None:
         self._waiting = None
         if self.tries <= self.retries:
+            self.retrying(self.tries + 1, self.retries + 1, self.timeout * 2**self.tries)
             self._try()
         else:
             self.reply.errback(NoReply(self.tries))
@@ -113,6 +124,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="how many times to resend an unanswered message (default: 3)",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="do not say on standard error when a message is sent again",
+    )
+
+
+def retry_notice(try_number: int, tries: int, wait: float) -> str:
+    """The line that tells the user the message goes again: what would otherwise be silence."""
+    return f"no reply yet, retrying in {wait:g} s ({try_number}/{tries})"
 
 
 async def run(reactor: Any, options: argparse.Namespace, console: Console) -> None:
@@ -132,7 +153,13 @@ async def run(reactor: Any, options: argparse.Namespace, console: Console) -> No
             status=EXIT_USAGE,
         )
     server = describe_server(options.host, options.port)
-    protocol = EchoClientProtocol(reactor, message, options.timeout, options.retries)
+    def retrying(try_number: int, tries: int, wait: float) -> None:
+        if not options.quiet:
+            console.complain(retry_notice(try_number, tries, wait))
+
+    protocol = EchoClientProtocol(
+        reactor, message, options.timeout, options.retries, retrying
+    )
     await connect_udp(reactor, protocol, options.host, options.port)
     try:
         answer, sender = await protocol.start()
