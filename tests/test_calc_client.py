@@ -67,7 +67,7 @@ class Session:
         """The lines the client has sent, without their CRLF."""
         return self.transport.value().decode().split("\r\n")[:-1]
 
-    def introduce(self, name: str | None = "gautamop") -> Deferred[bool]:
+    def introduce(self, name: str | None = "gautamop") -> Deferred[None]:
         return Deferred.fromCoroutine(self.session.introduce(name))
 
     def calculate(self) -> Deferred[None]:
@@ -78,7 +78,7 @@ def introduced(*typed: str, interactive: bool = False) -> Session:
     """A session that has given its name and been greeted."""
     session = Session(*typed, interactive=interactive)
     session.answer(WELCOME, HELLO)
-    assert result_of(session.introduce()) is True
+    result_of(session.introduce())
     session.transport.clear()
     return session
 
@@ -107,7 +107,7 @@ def test_the_name_is_sent_after_the_welcome() -> None:
     session.answer(WELCOME)
     assert session.sent() == ["gautamop"]
     session.answer(HELLO)
-    assert result_of(introduction) is True
+    result_of(introduction)
 
 
 def test_piped_the_welcome_and_hello_are_not_shown() -> None:
@@ -127,14 +127,14 @@ def test_at_a_terminal_the_welcome_and_hello_are_shown() -> None:
 def test_without_name_option_the_first_input_line_is_the_name() -> None:
     session = Session("  gautamop  ")
     session.answer(WELCOME, HELLO)
-    assert result_of(session.introduce(None)) is True
+    result_of(session.introduce(None))
     assert session.sent() == ["gautamop"]
 
 
 def test_an_invalid_name_line_is_not_sent_and_the_next_line_is_used() -> None:
     session = Session("bad\x1bname", "gautamop")
     session.answer(WELCOME, HELLO)
-    assert result_of(session.introduce(None)) is True
+    result_of(session.introduce(None))
     assert session.sent() == ["gautamop"]
     assert session.err.getvalue() == (
         "not sent: invalid name: use 1 to 64 characters and no control characters\n"
@@ -155,10 +155,24 @@ def test_a_name_longer_than_64_characters_is_not_sent() -> None:
     assert session.sent() == ["gautamop"]
 
 
-def test_input_ending_before_a_name_ends_the_session_without_sending() -> None:
+def test_input_ending_before_a_name_is_a_client_error_and_sends_nothing() -> None:
     session = Session()
     session.answer(WELCOME)
-    assert result_of(session.introduce(None)) is False
+    failed = failure_of(session.introduce(None), ClientError)
+    assert (failed.message, failed.status) == (
+        "no session: the input ended before a name was accepted",
+        1,
+    )
+    assert session.sent() == []
+
+
+def test_input_ending_after_a_name_refused_before_sending_is_a_client_error() -> None:
+    session = Session("n" * 65)
+    session.answer(WELCOME)
+    failure_of(session.introduce(None), ClientError)
+    assert session.err.getvalue() == "not sent: invalid name: " + (
+        "use 1 to 64 characters and no control characters\n"
+    )
     assert session.sent() == []
 
 
@@ -422,3 +436,37 @@ def test_control_characters_in_an_invalid_name_are_shown_escaped() -> None:
     with pytest.raises(argparse.ArgumentTypeError) as raised:
         name_argument("a\x1b[2J")
     assert str(raised.value).startswith("'a\\\\x1b[2J' is not a name")
+
+
+# What the client sends of the forms PROTOCOLS.md allows, and what it keeps back
+
+
+@pytest.mark.parametrize("line", ["2+3", "4.5/-6", "3.24-45", "12 +42", "-2*-3"])
+def test_an_expression_without_spaces_is_sent_as_typed(line: str) -> None:
+    session = introduced(line)
+    session.lines.more = Deferred()
+    session.calculate()
+    assert session.sent() == [line]
+    assert session.err.getvalue() == ""
+
+
+@pytest.mark.parametrize("line", ["nan + 1", "inf*2", "0x10 + 1", "1_000 + 1", "12 +", "12+"])
+def test_what_the_server_would_refuse_as_malformed_is_not_sent(line: str) -> None:
+    session = introduced(line)
+    done = session.calculate()
+    session.answer("Session ended")
+    result_of(done)
+    assert session.sent() == ["q"]
+    assert session.err.getvalue() == (
+        f"not sent: {line}: expected NUMBER OP NUMBER, e.g. 12 + 42\n"
+    )
+
+
+@pytest.mark.parametrize("line", ["Q", "quit", "QUIT", "exit", "Exit"])
+def test_quit_and_exit_in_any_case_end_the_session(line: str) -> None:
+    session = introduced(line, "1 + 1")
+    done = session.calculate()
+    assert session.sent() == ["q"]
+    session.answer("Session ended")
+    result_of(done)
+    assert session.out.getvalue() == "Session Ended\n"

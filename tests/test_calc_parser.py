@@ -38,6 +38,29 @@ def test_the_examples_of_the_wire_contract(expression: str, result: str) -> None
     assert answer(expression) == result
 
 
+@pytest.mark.parametrize(
+    ("expression", "result"),
+    [
+        ("2+3", "5.0"),
+        ("12+42", "54.0"),
+        ("12 +42", "54.0"),
+        ("12+ 42", "54.0"),
+        ("4.5/-6", "-0.75"),
+        ("3.24-45", "-41.76"),
+        ("-2*-3", "6.0"),
+        ("+7--1", "8.0"),
+        ("2-+3", "-1.0"),
+        ("1e3-2", "998.0"),
+        ("1e-3+1", "1.001"),
+        ("1E+2*2", "200.0"),
+        ("7%2", "1.0"),
+        ("\t2+3 ", "5.0"),
+    ],
+)
+def test_white_space_between_the_words_is_optional(expression: str, result: str) -> None:
+    assert answer(expression) == answer_in_full(expression) == result
+
+
 def test_minus_zero_is_formatted_as_minus_zero_point_zero() -> None:
     assert format_result(-0.0) == "-0.0"
 
@@ -153,9 +176,18 @@ def test_a_division_by_zero_is_refused(expression: str) -> None:
         "12",
         "",
         "   ",
-        "12+42",
-        "12 +42",
-        "12+ 42",
+        "12 + ",
+        "12+",
+        "+12",
+        "1e+5",
+        "1 -- -2",
+        "1+-+2",
+        "2 * * 3",
+        "0x1f+1",
+        "1_0+1",
+        "nan+1",
+        "1+inf",
+        "1 2",
         "1e + 1",
         "e3 + 1",
         "1.2.3 + 1",

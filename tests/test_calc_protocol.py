@@ -193,6 +193,20 @@ def test_q_with_white_space_around_it_ends_the_session() -> None:
     assert transport.disconnecting
 
 
+@pytest.mark.parametrize("line", [b"Q", b"quit", b"QUIT", b"exit", b"Exit", b" quit \r"])
+def test_quit_and_exit_in_any_case_end_the_session_as_q_does(line: bytes) -> None:
+    protocol, transport = named()
+    assert say(protocol, transport, line + b"\n") == b"Session ended\r\n"
+    assert transport.disconnecting
+
+
+@pytest.mark.parametrize("line", [b"qu", b"quitt", b"exit now", b"q q"])
+def test_other_words_do_not_end_the_session(line: bytes) -> None:
+    protocol, transport = named()
+    assert say(protocol, transport, line + b"\n") == BAD_FORMAT
+    assert not transport.disconnecting
+
+
 def test_q_is_not_logged_as_a_request(logged) -> None:
     protocol, _ = named()
     protocol.dataReceived(b"q\n")

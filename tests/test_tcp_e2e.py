@@ -370,3 +370,41 @@ def test_a_client_at_knockknocks_port_says_that_nothing_came(servers: Start, cli
     result = run_labproto(client, "--port", str(port), "--timeout", "0.5", input="alice\n")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"no answer from 127.0.0.1:{port} within 0.5 s\n"
+
+
+# labcalc's forms without spaces, its quit words, and a login that fails
+
+
+def test_calc_answers_expressions_without_spaces_and_ends_on_quit(servers: Start) -> None:
+    server, port = tcp_server(servers, "labcalc")
+    result = run_labproto(
+        "calc", "--port", str(port), "--name", "bob", input="2+3\n4.5/-6\n3.24-45\nQuit\n"
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "Result: 5.0\nResult: -0.75\nResult: -41.76\nSession Ended\n"
+    server.wait_for(r"bob: 3\.24-45 = -41\.76$")
+    server.wait_for(r"Session ended \(bob\)$")
+
+
+def test_a_piped_calc_session_whose_name_is_never_accepted_fails(servers: Start) -> None:
+    _, port = tcp_server(servers, "labcalc")
+    result = run_labproto("calc", "--port", str(port), input="n" * 65 + "\n")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "not sent: invalid name: use 1 to 64 characters and no control characters\n"
+        "no session: the input ended before a name was accepted\n"
+    )
+
+
+def test_a_piped_calc_session_whose_server_closes_at_login_fails(
+    played_server: Callable[..., PlayedServer],
+) -> None:
+    server = played_server()
+    server.connection.sendall(b"Welcome to labcalc. What's your name?\r\n")
+    server.hang_up()
+    assert server.client.stdin is not None
+    server.client.stdin.write("erin\n")
+    server.client.stdin.close()
+    status, out, err = server.client_result()
+    assert (status, out) == (1, "")
+    assert err.startswith(f"lost the connection to {server.where}: ")

@@ -18,10 +18,7 @@ MAX_NUMBER_LENGTH = 64
 EXAMPLE = "12 + 42"
 
 # A decimal with optional sign, fraction and exponent: 12, -4.5, .5, 3., +7, 1e3.
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Exactly three words. Python's str.split() would also split on characters
-# such as U+001C that nobody types as a separator.
-_WORDS = re.compile(r"[ \t]*(\S+)[ \t]+(\S+)[ \t]+(\S+)[ \t]*")
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 
 OPERATIONS: dict[str, Callable[[float, float], float]] = {
     "+": operator.add,
@@ -31,14 +28,14 @@ OPERATIONS: dict[str, Callable[[float, float], float]] = {
     "%": operator.mod,
 }
 
-# answer()'s fast path reads a well-formed expression with this one regex. It
-# matches exactly the texts that split_expression() accepts, the length of the
-# numbers aside: three words between spaces and tabs, where _WORDS splits them
-# (a number or an operator holds neither), each number as _NUMBER takes it,
-# and an operator of OPERATIONS.
+# NUMBER OP NUMBER, with spaces or tabs around each word or none (12+42,
+# 3.24-45, 4.5/-6), and nothing else: Python's str.split() would also split
+# on characters such as U+001C that nobody types as a separator. The first
+# operator after the first number is the operator, and a + or - right after
+# it is the second number's sign: a number holds a + or - only at its start
+# or after its e, so the text splits into the three words one way at most.
 _EXPRESSION = re.compile(
-    rf"[ \t]*({_NUMBER.pattern})[ \t]+([{re.escape(''.join(OPERATIONS))}])"
-    rf"[ \t]+({_NUMBER.pattern})[ \t]*"
+    rf"[ \t]*({_NUMBER})[ \t]*([{re.escape(''.join(OPERATIONS))}])[ \t]*({_NUMBER})[ \t]*"
 )
 # Any result strictly within these bounds is finite and still reads back as a
 # finite float once rounded to 15 significant digits (calculate()'s checks).
@@ -78,14 +75,12 @@ def split_expression(text: str) -> tuple[str, str, str]:
     Raises CalculationError for a text of any other form. The client uses
     this to refuse such a line before sending it.
     """
-    words = _WORDS.fullmatch(text)
-    if words is None or words.group(2) not in OPERATIONS:
+    words = _EXPRESSION.fullmatch(text)
+    if words is None:
         raise CalculationError(BAD_FORMAT)
     left, op, right = words.groups()
-    # Both numbers are checked for their form before either for its length,
-    # so that "12 + abc" gets the same answer however long 12 is.
-    if not (_NUMBER.fullmatch(left) and _NUMBER.fullmatch(right)):
-        raise CalculationError(BAD_FORMAT)
+    # Both numbers have their form by now, so "12 + abc" gets the same
+    # answer however long 12 is.
     for word in (left, right):
         if len(word) > MAX_NUMBER_LENGTH:
             raise CalculationError(number_too_long(word))
@@ -103,7 +98,7 @@ def _number_value(word: str) -> float:
 
 
 def parse_expression(text: str) -> Expression:
-    """Parse ``NUMBER OP NUMBER``, words separated by spaces or tabs, or raise CalculationError."""
+    """Parse ``NUMBER OP NUMBER`` (spaces or tabs between optional), or raise CalculationError."""
     left, op, right = split_expression(text)
     return Expression(_number_value(left), op, _number_value(right))
 

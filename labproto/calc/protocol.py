@@ -28,6 +28,8 @@ from labproto.text import has_controls, printable
 
 WELCOME = "Welcome to labcalc. What's your name?"
 QUIT = "q"
+# Every word that ends a session, in any case: people type what they know.
+QUIT_WORDS = frozenset({QUIT, "quit", "exit"})
 SESSION_ENDED = "Session ended"
 MAX_NAME_LENGTH = 64
 NAME_RULE = f"use 1 to {MAX_NAME_LENGTH} characters and no control characters"
@@ -37,6 +39,11 @@ INVALID_NAME = f"ERROR invalid name: {NAME_RULE}"
 def hello(name: str) -> str:
     """The greeting that tells a named client what to send next."""
     return f"Hello {name}! Send an expression like {EXAMPLE}, or {QUIT} to quit."
+
+
+def is_quit(text: str) -> bool:
+    """Whether a line (trimmed) asks to end the session: ``q``, ``quit`` or ``exit``, any case."""
+    return text.lower() in QUIT_WORDS
 
 
 def parse_name(text: str) -> str | None:
@@ -89,8 +96,8 @@ class CalculatorProtocol(LineProtocol):
         self.send_text(hello(name))
 
     def expression_received(self, expression: str) -> None:
-        """Answer one expression, or end the session on ``q``."""
-        if expression == QUIT:
+        """Answer one expression, or end the session on ``q``, ``quit`` or ``exit``."""
+        if is_quit(expression):
             self.send_text(SESSION_ENDED)
             self.hang_up()
             return

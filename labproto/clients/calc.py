@@ -11,7 +11,14 @@ from twisted.internet.defer import Deferred
 
 from labproto import ports
 from labproto.calc.parser import CalculationError, split_expression
-from labproto.calc.protocol import NAME_RULE, QUIT, SESSION_ENDED, WELCOME, parse_name
+from labproto.calc.protocol import (
+    NAME_RULE,
+    QUIT,
+    SESSION_ENDED,
+    WELCOME,
+    is_quit,
+    parse_name,
+)
 from labproto.clients import arguments
 from labproto.clients.common import ClientError, Console
 from labproto.clients.lines_in import MAX_INPUT_LINE, InputLines, LineTooLong
@@ -29,7 +36,8 @@ DESCRIPTION = (
     "until q or the end of the input. Lines of another form are not sent; a warning "
     "on standard error says why. Input may be piped from a file (labproto calc "
     "--name me < exprs.txt); the name is then --name or the first line. Status 1 if "
-    "the server cannot be reached, stops answering or drops the connection."
+    "the server cannot be reached, is not labcalc, refuses the name, stops answering "
+    "or drops the connection, or if the input ends before a name is accepted."
 )
 # What the client prints when the session ends, as the lab's client does.
 SESSION_ENDED_NOTICE = "Session Ended"
@@ -86,13 +94,13 @@ class CalculatorSession:
         self.server.send(line)
         return await self.server.receive()
 
-    async def introduce(self, name: str | None) -> bool:
-        """Give the server a name; False if the input ended before one was given."""
+    async def introduce(self, name: str | None) -> None:
+        """Give the server a name; ClientError if none is accepted, which is no session at all."""
         self.show(await self.server.receive_first("labcalc", lambda line: line == WELCOME))
         while name is None:
             typed = await self.next_input()
             if typed is None:
-                return False
+                raise ClientError("no session: the input ended before a name was accepted")
             name = parse_name(typed)
             if name is None or isinstance(typed, LineTooLong):
                 self.console.complain(f"not sent: invalid name: {NAME_RULE}")
@@ -106,7 +114,6 @@ class CalculatorSession:
         # From now on a Ctrl-C ends the session as q does; before, a q
         # would have been taken for the name.
         self.server.farewell = QUIT
-        return True
 
     async def calculate(self) -> None:
         """Send each well-formed input line and print its answer, until q or the input ends."""
@@ -115,7 +122,7 @@ class CalculatorSession:
             line = QUIT if typed is None else typed.strip()
             if not line:
                 continue
-            if line == QUIT:
+            if is_quit(line):
                 await self.quit()
                 return
             if isinstance(typed, LineTooLong):
@@ -144,7 +151,7 @@ async def run(reactor: Any, options: argparse.Namespace, console: Console) -> No
     stdin = sys.stdin.fileno() if sys.stdin is not None else os.open(os.devnull, os.O_RDONLY)
     session = CalculatorSession(server, InputLines(reactor, stdin), console, os.isatty(stdin))
     try:
-        if await session.introduce(options.name):
-            await session.calculate()
+        await session.introduce(options.name)
+        await session.calculate()
     finally:
         await server.close()
