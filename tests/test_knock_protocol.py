@@ -149,10 +149,30 @@ def test_the_name_is_trimmed_before_it_is_echoed() -> None:
     assert say(protocol, transport, b"   Lettuce \t\r\n") == b"Lettuce who?\r\n"
 
 
-def test_control_characters_are_removed_from_the_echoed_name() -> None:
+def test_controls_and_whole_escape_sequences_are_removed_from_the_echoed_name() -> None:
     protocol, transport = at_turn(Turn.NAME)
     answer = say(protocol, transport, b"Let\x1b[2Jtu\x07c\x7fe\xc2\x9b\r\n")
-    assert answer == b"Let[2Jtuce who?\r\n"
+    assert answer == b"Lettuce who?\r\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"\x1b[31mLettuce\x1b[0m",
+        b"Lettuce\x1b]0;owned\x07",
+        b"Let\xe2\x80\xaetuce",
+        b"\x1b[1;31mLettuce",
+    ],
+)
+def test_no_part_of_an_escape_sequence_or_invisible_character_is_echoed(name: bytes) -> None:
+    protocol, transport = at_turn(Turn.NAME)
+    assert say(protocol, transport, name + b"\n") == b"Lettuce who?\r\n"
+
+
+def test_a_punchline_of_escape_sequences_alone_is_refused_as_empty() -> None:
+    protocol, transport = at_turn(Turn.PUNCHLINE)
+    answer = say(protocol, transport, b"\x1b[31m\x1b[0m\n")
+    assert answer.startswith(b"ERROR you're supposed to say the punchline")
 
 
 def test_a_tab_inside_a_name_is_kept() -> None:
@@ -162,7 +182,7 @@ def test_a_tab_inside_a_name_is_kept() -> None:
 
 def test_the_punchline_refusal_quotes_the_name_without_its_control_characters() -> None:
     protocol, transport = at_turn(Turn.NAME)
-    protocol.dataReceived(b"Let\x1btuce\n")
+    protocol.dataReceived(b"Let\x07tuce\x1b[0m\n")
     assert say(protocol, transport, b"\n") == EXPECTED_PUNCHLINE
 
 
@@ -208,6 +228,13 @@ def test_control_characters_are_logged_escaped(logged) -> None:
     protocol, _ = at_turn(Turn.NAME)
     protocol.dataReceived(b"Let\x1b[2Jtuce\ta\rb\x00\r\n")
     assert logged.lines()[-1] == "SERVER RECEIVED: Let\\x1b[2Jtuce\\ta\\rb\\x00"
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u202e", "\u200b", "\ufeff"])
+def test_invisible_characters_are_logged_escaped(logged, char: str) -> None:
+    protocol, _ = at_turn(Turn.NAME)
+    protocol.dataReceived(f"Let{char}tuce\n".encode())
+    assert logged.lines()[-1] == f"SERVER RECEIVED: Let\\u{ord(char):04x}tuce"
 
 
 def test_invalid_utf8_is_logged_as_the_replacement_character(logged) -> None:

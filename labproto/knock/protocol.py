@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from labproto.lines import LineProtocol, LineServerFactory
-from labproto.text import printable, without_controls
+from labproto.text import clean_message, printable
 
 KNOCK = "Knock knock.."
 WHOS_THERE = "Who's there?"
@@ -70,7 +70,9 @@ class KnockKnockProtocol(LineProtocol):
 
     def textReceived(self, text: str) -> None:
         self.log.info("SERVER RECEIVED: {line}", line=printable(text))
-        said = without_controls(text).strip()
+        # What the server echoes must not drive the teller's terminal: escape
+        # sequences go whole, as in a chat message, not just their ESC.
+        said = clean_message(text)
         # One method per turn, looked up by name, as Twisted's IRC server does.
         answer = getattr(self, f"heard_{self.turn.value}")(said)
         self.send_text(answer)
