@@ -207,6 +207,35 @@ def test_other_words_do_not_end_the_session(line: bytes) -> None:
     assert not transport.disconnecting
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("a\u2028b", "a\\u2028b"),
+        ("\u202emoc.evil", "\\u202emoc.evil"),
+        ("ga\u200butamop", "ga\\u200butamop"),
+        ("\ufeffgautamop", "\\ufeffgautamop"),
+    ],
+)
+def test_a_name_reaches_every_log_line_escaped(logged, name: str, shown: str) -> None:
+    transport = StringTransportWithDisconnection(peerAddress=PEER)
+    protocol, _ = connected(transport=transport)
+    transport.protocol = protocol
+    protocol.dataReceived(name.encode() + b"\n1 + 1\nq\n")
+    assert logged.lines()[1:] == [
+        f"('127.0.0.1', 5000) is {shown}",
+        f"{shown}: 1 + 1 = 2.0",
+        f"Session ended ({shown})",
+    ]
+
+
+def test_a_name_with_such_characters_is_still_greeted_as_typed() -> None:
+    # The contract forbids control characters in a name, not these: only the log escapes them.
+    protocol, transport = connected()
+    assert say(protocol, transport, "a\u2028b\n".encode()) == (
+        "Hello a\u2028b! Send an expression like 12 + 42, or q to quit.\r\n".encode()
+    )
+
+
 def test_q_is_not_logged_as_a_request(logged) -> None:
     protocol, _ = named()
     protocol.dataReceived(b"q\n")

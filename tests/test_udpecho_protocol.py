@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.fakes import DatagramPort
 
 from labproto.udpecho.protocol import EchoServerProtocol
@@ -63,3 +66,19 @@ def test_the_server_keeps_answering_after_garbage() -> None:
         port.protocol.datagramReceived(garbage, CLIENT)
     port.protocol.datagramReceived(b"still there?", CLIENT)
     assert port.written[-1] == (b"Ok", CLIENT)
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u202e", "\u200b", "\ufeff"])
+def test_invisible_characters_are_logged_escaped(logged, char: str) -> None:
+    port = started()
+    port.protocol.datagramReceived(f"I could{char}tell".encode(), CLIENT)
+    assert logged.lines()[-1] == (
+        f"Server received MESSAGE= I could\\u{ord(char):04x}tell from ADDR= ('192.0.2.7', 5000)"
+    )
+
+
+@given(st.binary(max_size=100))
+def test_no_answer_is_ever_longer_than_its_datagram(datagram: bytes) -> None:
+    port = started()
+    port.protocol.datagramReceived(datagram, CLIENT)
+    assert all(len(answer) <= len(datagram) for answer in port.sent())

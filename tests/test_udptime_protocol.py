@@ -162,6 +162,20 @@ def test_the_server_logs_each_request_its_sender_and_outcome(logged) -> None:
     assert port.sent() == [b"3 01/01/70", b"ERROR"]
 
 
+@pytest.mark.parametrize("char", ["\u2028", "\u202e", "\u200b", "\ufeff"])
+def test_invisible_characters_of_a_request_are_logged_escaped(logged, char: str) -> None:
+    port = started()
+    port.protocol.datagramReceived(f"SEND{char}TIME".encode(), CLIENT)
+    assert logged.lines()[-1].startswith(f'Request "SEND\\u{ord(char):04x}TIME" (')
+
+
+@given(st.binary(max_size=200))
+def test_the_server_never_sends_more_bytes_than_the_request_it_answers(datagram: bytes) -> None:
+    port = started()
+    port.protocol.datagramReceived(datagram, CLIENT)
+    assert all(len(answer) <= len(datagram) for answer in port.sent())
+
+
 def test_start_logs_the_port_it_listens_on(logged) -> None:
     started()
     assert logged.lines() == ["udptime listening on UDP 0.0.0.0:4321"]

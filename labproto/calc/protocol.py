@@ -77,7 +77,7 @@ class CalculatorProtocol(LineProtocol):
         if self.name is None:
             self.log.info("Connection closed before a name from {peer}", peer=self.peer())
         else:
-            self.log.info("Session ended ({name})", name=self.name)
+            self.log.info("Session ended ({name})", name=printable(self.name))
 
     def textReceived(self, text: str) -> None:
         if self.name is None:
@@ -92,7 +92,8 @@ class CalculatorProtocol(LineProtocol):
             self.send_text(INVALID_NAME)
             return
         self.name = name
-        self.log.info("{peer} is {name}", peer=self.peer(), name=name)
+        # The name is the peer's text: shown escaped, as every peer text in a log.
+        self.log.info("{peer} is {name}", peer=self.peer(), name=printable(name))
         self.send_text(hello(name))
 
     def expression_received(self, expression: str) -> None:
@@ -102,10 +103,12 @@ class CalculatorProtocol(LineProtocol):
             self.hang_up()
             return
         result = answer(expression)
+        # Expressions come only once the client has named itself.
+        assert self.name is not None
         if not self.quiet:
             self.log.info(
                 "{name}: {expression} = {answer}",
-                name=self.name,
+                name=printable(self.name),
                 expression=printable(expression),
                 answer=result,
             )
