@@ -237,7 +237,7 @@ def test_start_logs_the_open_file_limit_raised(
 ) -> None:
     open_file_limit[0] = (1024, 4096)
     tap.ChatRoomService(ChatRoom(MemoryReactorClock(), max_users=100)).startService()
-    assert logged.lines() == ["Open file limit raised from 1024 to 4096"]
+    assert logged.lines() == ["Open file limit: 4096 (was 1024)"]
     assert logged.levels() == ["info"]
 
 
@@ -246,7 +246,7 @@ def test_start_logs_the_open_file_limit_it_could_not_raise(
 ) -> None:
     open_file_limit[0] = (4096, 4096)
     tap.ChatRoomService(ChatRoom(MemoryReactorClock(), max_users=100)).startService()
-    assert logged.lines() == ["Open file limit: 4096"]
+    assert logged.lines() == ["Open file limit: 4096 (was 4096)"]
 
 
 def test_start_warns_when_the_open_file_limit_holds_fewer_than_max_users(
@@ -375,6 +375,14 @@ def test_stop_is_logged_with_the_number_of_connections_told(logged) -> None:
     room = Room()
     room.stop()
     assert "Shutting down: telling 2 connections" in logged.lines()
+
+
+def test_stop_with_one_connection_says_connection_in_the_singular(logged) -> None:
+    top, factory, _ = made()
+    start(top)
+    connected(factory, 5000, False)
+    top.stopService()
+    assert "Shutting down: telling 1 connection" in logged.lines()
 
 
 def test_stop_finishes_once_every_connection_has_gone() -> None:

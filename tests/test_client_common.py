@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from labproto.clients.cli import build_parser
 from labproto.clients.common import ClientError, Console, OutputClosed, describe_server
 from labproto.clients.udp import resolve_host
 
@@ -78,3 +79,14 @@ def test_a_full_disk_closes_the_output_with_its_reason() -> None:
 def test_complaining_to_a_closed_stderr_does_not_raise() -> None:
     console = Console(io.StringIO(), FailingStream(BrokenPipeError(errno.EPIPE, "Broken pipe")))
     console.complain("nobody hears this")
+
+
+@pytest.mark.parametrize("client", ["echo", "time", "knock", "calc", "chat"])
+def test_every_clients_timeout_is_named_in_seconds_in_its_help(
+    client: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([client, "--help"])
+    shown = capsys.readouterr().out
+    assert "[--timeout SECONDS]" in shown
+    assert "TIMEOUT" not in shown

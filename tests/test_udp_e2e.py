@@ -264,7 +264,11 @@ def test_ipv6_client_and_server(servers: Start) -> None:
         (("time", "--timeout", "-1"), "labproto time: argument --timeout: '-1' is not a number"),
         (("time", "--count", "0"), "labproto time: argument --count: '0' is not a whole number"),
         (("echo", "x"), "the message must be at least 2 bytes long"),
-        (("time", "--min-delay", "3", "--max-delay", "1"), "--min-delay must not be longer"),
+        (
+            ("time", "--min-delay", "3", "--max-delay", "1"),
+            "labproto time: --min-delay must not be longer than --max-delay "
+            "(see labproto time --help)",
+        ),
         (("chess",), "labproto: argument CLIENT: invalid choice: 'chess'"),
         ((), "labproto: the following arguments are required: CLIENT"),
     ],

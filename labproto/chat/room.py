@@ -391,7 +391,11 @@ class ChatRoom:
         self._closing = True
         if not self._present:
             return succeed(None)
-        self.log.info("Shutting down: telling {count} connections", count=len(self._present))
+        self.log.info(
+            "Shutting down: telling {count} {connections}",
+            count=len(self._present),
+            connections="connection" if len(self._present) == 1 else "connections",
+        )
         notice = encode_line(wire.SHUTTING_DOWN)
         emptied: Deferred[None] = Deferred()
         # Set before the notices go out: a connection may close at once.

@@ -200,12 +200,8 @@ class ChatRoomService(Service):
         super().startService()
         self.room.start()
         before, after = limits.raise_open_file_limit()
-        if after > before:
-            self.log.info(
-                "Open file limit raised from {before} to {after}", before=before, after=after
-            )
-        else:
-            self.log.info("Open file limit: {limit}", limit=after)
+        # One line of one form, raised or not, so that the README can quote it.
+        self.log.info("Open file limit: {after} (was {before})", before=before, after=after)
         if after < self.room.max_users + 100:
             self.log.warn(
                 "The open file limit {limit} holds fewer users than --max-users {max_users}:"

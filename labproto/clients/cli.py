@@ -45,8 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=summary, description=module.DESCRIPTION, epilog=parser.epilog
         )
         module.add_arguments(subparser)
-        subparser.set_defaults(run=module.run, prepare=getattr(module, "prepare", None))
+        subparser.set_defaults(
+            run=module.run,
+            prepare=getattr(module, "prepare", None),
+            usage_problem=getattr(module, "usage_problem", None),
+            subparser=subparser,
+        )
     return parser
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options of argv, or exit 2 with a usage error, that of a subcommand's options together.
+
+    A problem found only in options taken together (labproto time's
+    --min-delay longer than its --max-delay) is reported as argparse
+    reports any other: ``labproto time: ... (see labproto time --help)``.
+    """
+    options = build_parser().parse_args(argv)
+    if options.usage_problem is not None:
+        problem = options.usage_problem(options)
+        if problem is not None:
+            options.subparser.error(problem)
+    return options
 
 
 async def run_client(reactor: Any, options: argparse.Namespace, console: Console) -> None:
@@ -71,7 +91,7 @@ async def run_client(reactor: Any, options: argparse.Namespace, console: Console
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the labproto command."""
-    options = build_parser().parse_args(argv)
+    options = parse_arguments(argv)
     if options.prepare is not None:
         # Before task.react imports the reactor: a client may need another
         # one than the default (labproto chat at a terminal needs asyncio's).

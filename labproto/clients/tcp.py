@@ -58,7 +58,8 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=positive_float,
         default=10.0,
-        help="seconds to wait for each answer before giving up (default: 10)",
+        metavar="SECONDS",
+        help="how long to wait for each answer before giving up (default: 10)",
     )
 
 

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from labproto import ports
 from labproto.clients import arguments
-from labproto.clients.common import EXIT_USAGE, ClientError, Console, describe_server
+from labproto.clients.common import ClientError, Console, describe_server
 from labproto.clients.udp import ConnectedDatagramProtocol, ServerUnreachable, connect_udp
 from labproto.text import decode_text, format_address, printable
 from labproto.udptime.protocol import (
@@ -178,12 +178,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def usage_problem(options: argparse.Namespace) -> str | None:
+    """What is wrong with options taken together, which argparse checks one by one."""
+    if options.min_delay > options.max_delay:
+        return "--min-delay must not be longer than --max-delay"
+    return None
+
+
 async def run(reactor: Any, options: argparse.Namespace, console: Console) -> None:
     """Run the rounds and print each answer; raise ClientError when the server cannot be had."""
-    if options.min_delay > options.max_delay:
-        raise ClientError(
-            "--min-delay must not be longer than --max-delay", status=EXIT_USAGE
-        )
     server = describe_server(options.host, options.port)
     protocol = TimeClientProtocol(reactor)
     await connect_udp(reactor, protocol, options.host, options.port)
