@@ -1,7 +1,9 @@
 """The docs' claims that no other test backs, each tried on real processes.
 
 Grouped by page: docs/stateful.rst, docs/two-computers.rst, docs/labsuite.rst,
-docs/wire.rst and docs/labchat.rst. Each test names the page and line of the
+docs/wire.rst, docs/labchat.rst, and the README, whose commands are what a
+newcomer copies first: each is run as shown (on free ports) and what it
+prints and logs is compared with the README's lines. Each test names the page and line of the
 claim it backs. Where a page shows output (a log, a trace), the test reads
 the lines from the page itself, so that the page and the program cannot
 drift apart. The claims already backed elsewhere (every ``$ printf ... | nc``
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import signal
 import socket
 import struct
@@ -866,50 +869,72 @@ LOOPBACK_OPTIONS = {
     "labcalc": ("--port", "tcp:0:interface=127.0.0.1"),
     "labchat": ("--port", "tcp:0:interface=127.0.0.1"),
 }
-LISTENING = r"listening on (?:UDP|TCP) \S+:(\d+)$"
+# Where the service itself listens: not labchat's web page, which --web logs first.
+TCP_OR_UDP_LISTENING = r"(?<! web) listening on (?:UDP|TCP) \S+:(\d+)$"
 
 
-def readme_commands() -> list[tuple[str, list[str]]]:
-    """Every ``$ COMMAND`` line of the README's literal blocks, with the lines shown after it.
+def readme_blocks() -> list[list[tuple[str, list[str]]]]:
+    """The README's literal blocks that hold commands: each ``$ COMMAND`` with the lines after it.
 
-    The lines shown run up to a blank line or the next command: a server's
-    log lines start with ``... `` (where the page leaves out the time stamp
-    and the logger), a client's output lines are as it prints them.
+    The lines shown after a command run up to a blank line or the next
+    command: a server's log lines start with ``... `` (where the page
+    leaves out the time stamp and the logger), a client's lines are as it
+    prints them, and a session at a terminal shows the lines typed as well.
     """
-    found: list[tuple[str, list[str]]] = []
+    blocks: list[list[tuple[str, list[str]]]] = []
+    block: list[tuple[str, list[str]]] | None = None
+    after_blank = False
     for line in README.read_text(encoding="utf-8").splitlines():
         text = line.strip()
-        if line.startswith("    $ "):
-            found.append((text[2:], []))
-        elif found and line.startswith("    ") and text and not found[-1][0].endswith("\\"):
-            if found[-1][1] is not None:
-                found[-1][1].append(text)
-        elif found and not text:
-            found.append(("", []))  # A blank line ends what the last command showed.
-    return [(command, shown) for command, shown in found if command]
+        if not text:
+            after_blank = True
+            continue
+        if not line.startswith("    "):
+            block = None
+        elif line.startswith("    $ "):
+            if block is None:
+                block = []
+                blocks.append(block)
+            block.append((text[2:], []))
+        elif block and not after_blank:
+            block[-1][1].append(text)
+        after_blank = False
+    return blocks
 
 
 def readme_servers() -> list[tuple[str, list[str]]]:
     """The README's ``$ twistd -n SERVICE`` commands that take no option, with their log lines."""
     return [
         (command.split()[2], [line.removeprefix("... ") for line in shown])
-        for command, shown in readme_commands()
+        for block in readme_blocks()
+        for command, shown in block
         if re.fullmatch(r"twistd -n \w+", command)
     ]
 
 
-def log_pattern(shown: str) -> re.Pattern[str]:
-    """A log line the README shows, as a pattern: exact, but for addresses, ports and figures.
+# What varies between the README's lines and a test's: dates and times, addresses,
+# the port of a peer or of a listening line. The open-file limits are the machine's.
+VARYING = re.compile(
+    r"(\d\d/\d\d/\d\d|\d\d:\d\d:\d\d|\d+\.\d+\.\d+\.\d+|(?<=', )\d+|(?<=:)\d+$)"
+)
+VARYING_FIGURES = re.compile(r"(\d+)")
 
-    The README shows the default ports and one machine's addresses and
-    open-file limits; a test's server has others.
-    """
-    pattern = re.escape(shown)
-    pattern = re.sub(r"\d+\\\.\d+\\\.\d+\\\.\d+", r"[0-9.]+", pattern)
-    pattern = re.sub(r"(:|', )\d+", r"\1\\d+", pattern)
-    if shown.startswith("Open file limit"):
-        pattern = re.sub(r"\d+", r"\\d+", pattern)
-    return re.compile(rf"\] {pattern}$")
+
+def readme_pattern(shown: str) -> str:
+    """A line the README shows, as a pattern: exact, but for what varies from run to run."""
+    varying = VARYING_FIGURES if shown.startswith("Open file limit") else VARYING
+    pieces = varying.split(shown)
+    pattern = []
+    for index, piece in enumerate(pieces):
+        if index % 2 == 0:
+            pattern.append(re.escape(piece))
+        elif "/" in piece or piece.count(":") == 2:
+            pattern.append(r"\d\d[/:]\d\d[/:]\d\d")
+        elif "." in piece:
+            pattern.append(r"[0-9.]+")
+        else:
+            pattern.append(r"\d+")
+    return "".join(pattern)
 
 
 def test_the_readme_servers_run_side_by_side_from_one_folder(tmp_path: Path) -> None:
@@ -922,9 +947,79 @@ def test_the_readme_servers_run_side_by_side_from_one_folder(tmp_path: Path) -> 
         for plugin in servers:
             server = ServerProcess([TWISTD, "-n", plugin, *LOOPBACK_OPTIONS[plugin]], tmp_path)
             started.append(server)
-            server.wait_for(LISTENING)
+            server.wait_for(TCP_OR_UDP_LISTENING)
         assert [server.process.poll() for server in started] == [None] * len(servers)
         assert not (tmp_path / "twistd.pid").exists()
     finally:
         for server in started:
             server.stop()
+
+
+def readme_server_argv(command: str) -> list[str]:
+    """A README server command, run on free ports of 127.0.0.1 rather than the default ones."""
+    words = shlex.split(command)
+    plugin = words[2]
+    words = ["tcp:0:interface=127.0.0.1" if word.startswith("tcp:") else word for word in words]
+    return [TWISTD, *words[1:], *LOOPBACK_OPTIONS[plugin]]
+
+
+def readme_client_run(command: str, shown: list[str], port: int) -> tuple[list[str], list[str]]:
+    """Run one of the README's ``labproto`` commands against port: the lines it printed, and
+    those of the README it must print (a session at a terminal is run piped, with its typed
+    lines as input, and shows only its own lines then)."""
+    words = shlex.split(command)
+    arguments = [words[1], "--port", str(port), *words[2:]]
+    typed = ""
+    expected = [line for line in shown if line != "..."]
+    if words[1] == "time":
+        arguments += ["--count", str(len(expected)), "--min-delay", "0", "--max-delay", "0"]
+    elif words[1] == "calc":
+        typed = "".join(f"{line}\n" for line in shown[1::2])
+        expected = [line for line in shown[4::2]]
+    elif words[1] == "chat":
+        # The terminal session shows a room of two; its own part is alice's hello.
+        arguments = ["chat", "--port", str(port), "--name", "alice"]
+        typed, expected = "hello\n", [line for line in shown if line.startswith("<alice>")]
+    result = run_labproto(*arguments, input=typed)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    if words[1] == "chat":
+        printed = [line for line in printed if line.startswith("<alice>")]
+    return printed, expected
+
+
+@pytest.mark.parametrize(
+    "block", [block for block in readme_blocks() if block[0][0].startswith("twistd -n ")],
+    ids=lambda block: block[0][0],
+)
+def test_the_readme_sessions_print_and_log_the_lines_the_readme_shows(
+    block: list[tuple[str, list[str]]], tmp_path: Path
+) -> None:
+    """README.rst: each server's block, its server started as shown and its clients run: each
+    client prints the lines shown after it, and the server logs each ``...`` line shown."""
+    (server_command, logged), *clients = block
+    server = ServerProcess(readme_server_argv(server_command), tmp_path)
+    try:
+        port = int(server.wait_for(TCP_OR_UDP_LISTENING).group(1))
+        for command, shown in clients:
+            printed, expected = readme_client_run(command, shown, port)
+            if not shown:
+                continue  # The README shows no output: the command need only work.
+            assert len(printed) == len(expected), (command, printed, expected)
+            for line, want in zip(printed, expected, strict=True):
+                assert re.fullmatch(readme_pattern(want), line), (command, line, want)
+        for line in logged:
+            server.wait_for(rf"\] {readme_pattern(line.removeprefix('... '))}$")
+    finally:
+        server.stop()
+
+
+def test_the_readme_wrong_service_line_is_what_the_client_says(servers: Start) -> None:
+    """README.rst: ``labproto chat --port 43391`` at labcalc's port, and the line it prints."""
+    (command, shown), = next(
+        block for block in readme_blocks() if block[0][0] == "labproto chat --port 43391"
+    )
+    _, port = tcp_server(servers, "labcalc")
+    result = run_labproto("chat", "--port", str(port), input="")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [line.replace("43391", str(port)) for line in shown]

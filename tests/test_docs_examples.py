@@ -1,4 +1,4 @@
-"""Every scripted session in docs/*.rst, run for real against real servers.
+"""Every scripted session in docs/*.rst and README.rst, run for real against real servers.
 
 A literal block line of the form ``$ printf '...' | nc ... HOST PORT`` or
 ``$ printf '...' | labproto SUBCOMMAND ...`` (``echo`` works in place of
@@ -111,9 +111,13 @@ def read_examples(path: Path) -> Iterator[Example]:
         yield Example(f"{path.name}:{start + 1}", command, tuple(expected))
 
 
+README = DOCS.parent / "README.rst"
+
+
 def all_examples() -> list[Example]:
-    """Every example in docs/*.rst."""
-    return [example for path in sorted(DOCS.glob("*.rst")) for example in read_examples(path)]
+    """Every example in docs/*.rst and in the README."""
+    pages = [*sorted(DOCS.glob("*.rst")), README]
+    return [example for path in pages for example in read_examples(path)]
 
 
 EXAMPLES = all_examples()
