@@ -1023,3 +1023,23 @@ def test_the_readme_wrong_service_line_is_what_the_client_says(servers: Start) -
     result = run_labproto("chat", "--port", str(port), input="")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [line.replace("43391", str(port)) for line in shown]
+
+
+def test_the_readme_docs_build_builds_the_docs_alone_and_says_where() -> None:
+    """README.rst and docs/index.rst: ``bash docs/build.sh`` builds the HTML and names its page."""
+    command = "bash docs/build.sh"
+    assert command in README.read_text(encoding="utf-8")
+    assert f"``{command}``" in (DOCS / "index.rst").read_text(encoding="utf-8")
+    result = subprocess.run(
+        shlex.split(command),
+        cwd=DOCS.parent,
+        env=child_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    page = DOCS.parent / "build" / "docs" / "index.html"
+    assert result.stdout == f"docs built: open {page}\n"
+    assert page.is_file()
