@@ -6,6 +6,7 @@ import select
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -408,3 +409,35 @@ def test_a_piped_calc_session_whose_server_closes_at_login_fails(
     status, out, err = server.client_result()
     assert (status, out) == (1, "")
     assert err.startswith(f"lost the connection to {server.where}: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "answer"),
+    [
+        (b"9 ** 9 ** 9", b"ERROR expected NUMBER OP NUMBER, e.g. 12 + 42"),
+        (b"(" * 1000 + b"1" + b")" * 1000, b"ERROR line too long (max 1024 bytes)"),
+        (b"(" * 500 + b"1" + b")" * 500, b"ERROR expected NUMBER OP NUMBER, e.g. 12 + 42"),
+        (b"1" * 65536, b"ERROR line too long (max 1024 bytes)"),
+        (
+            b"9" * 1000 + b"+1",
+            b"ERROR number too long: " + b"9" * 16 + b"... (at most 64 characters)",
+        ),
+    ],
+)
+def test_a_hostile_expression_is_refused_at_once_and_others_are_still_served(
+    servers: Start, line: bytes, answer: bytes
+) -> None:
+    _, port = tcp_server(servers, "labcalc")
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as attacker:
+        reader = attacker.makefile("rb")
+        reader.readline()
+        attacker.sendall(b"mallory\n")
+        reader.readline()
+        started = time.monotonic()
+        attacker.sendall(line + b"\n")
+        assert reader.readline() == answer + b"\r\n"
+        assert time.monotonic() - started < 0.5
+        reader.close()
+        # Another client, meanwhile, gets its session as if nothing had happened.
+        result = run_labproto("calc", "--port", str(port), "--name", "bob", input="2+3\n")
+        assert (result.returncode, result.stdout) == (0, "Result: 5.0\nSession Ended\n")
