@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from labproto.foreground import skip_default_pidfile
+from labproto.foreground import StopOnHangUp, skip_default_pidfile
 from labproto.lines import DEFAULT_MAX_LINE
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingFactory
@@ -165,6 +165,7 @@ def tcp_service(
     if options["trace"]:
         factory = TracingFactory(factory, name)
     top = service.MultiService()
+    StopOnHangUp(reactor).setServiceParent(top)
     endpoint_service(options["port"], factory, name, reactor).setServiceParent(top)
     return top
 

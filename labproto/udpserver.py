@@ -14,7 +14,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
-from labproto.foreground import skip_default_pidfile
+from labproto.foreground import StopOnHangUp, skip_default_pidfile
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingDatagramProtocol
 
@@ -166,6 +166,7 @@ def udp_service(options: UDPServerOptions, protocol: DatagramProtocol) -> servic
     if options["trace"]:
         protocol = TracingDatagramProtocol(protocol)
     top = service.MultiService()
+    StopOnHangUp().setServiceParent(top)
     server = UDPServer(
         options["port"],
         protocol,

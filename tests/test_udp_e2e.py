@@ -241,6 +241,19 @@ def test_servers_stop_cleanly_on_ctrl_c(servers: Start, lab_socket: socket.socke
     assert "Traceback" not in server.output()
 
 
+@pytest.mark.parametrize("plugin", ["udpecho", "udptime"])
+def test_servers_stop_cleanly_when_their_terminal_closes(
+    servers: Start, lab_socket: socket.socket, plugin: str
+) -> None:
+    server, port = udp_server(servers, plugin)
+    lab_socket.sendto(b"SEND_TIME", ("127.0.0.1", port))
+    lab_socket.recv(100)
+    server.process.send_signal(signal.SIGHUP)
+    assert server.process.wait(DEADLINE) == 0
+    server.wait_for(r"Server Shut Down\.$")
+    assert "Received SIGHUP (the terminal closed?), shutting down." in server.output()
+
+
 def test_ipv6_client_and_server(servers: Start) -> None:
     if not socket.has_ipv6:
         pytest.skip("this Python has no IPv6 support")
