@@ -607,7 +607,11 @@ def test_a_join_is_logged_with_the_peer(logged) -> None:
 
 @pytest.mark.parametrize(
     ("line", "logged_line"),
-    [("/quit", "alice left (quit)"), ("/quit gone fishing", "alice left (gone fishing)")],
+    [
+        ("/quit", "alice left (quit)"),
+        ("/quit gone fishing", "alice left (gone fishing)"),
+        ("/quit gone\tfishing", "alice left (gone\\tfishing)"),
+    ],
 )
 def test_a_quit_is_logged_with_its_reason(logged, line: str, logged_line: str) -> None:
     (alice,) = Lab().users("alice")

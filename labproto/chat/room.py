@@ -236,7 +236,7 @@ class ChatRoom:
         # What was said while the member was here is still theirs to read.
         self._catch_up(member)
         self._starts.pop(member, None)
-        self.log.info("{name} left ({reason})", name=name, reason=reason)
+        self.log.info("{name} left ({reason})", name=name, reason=printable(reason))
         return True
 
     def rename(self, member: IChatMember, new_name: str) -> Answer[str | None]:
