@@ -1448,3 +1448,39 @@ def test_without_flood_control_every_line_read_while_an_answer_waits_is_kept() -
     assert alice.heard() == lines(
         "1 user online: alice", *(f"<alice> line {number}" for number in range(10))
     )
+
+
+# The log of a crowd leaving at once
+
+
+def test_the_users_who_leave_after_the_first_in_one_turn_are_logged_twenty_to_a_line(
+    logged,
+) -> None:
+    lab = Lab()
+    users = lab.users(*(f"user{number:02d}" for number in range(42)))
+    for user in users[:41]:
+        user.hangs_up()
+    assert logged.lines()[-1] == "user00 left (connection lost)"
+    lab.clock.advance(0)
+    assert logged.lines()[-2:] == [
+        ", ".join(f"user{number:02d}" for number in range(1, 21)) + " left (connection lost)",
+        ", ".join(f"user{number:02d}" for number in range(21, 41)) + " left (connection lost)",
+    ]
+    # A turn later, a leave is the first of its turn again.
+    users[41].types("/quit bye")
+    assert logged.lines()[-1] == "user41 left (bye)"
+
+
+def test_leaves_of_one_turn_are_logged_together_by_reason(logged) -> None:
+    lab = Lab()
+    alice, bob, carol, dave = lab.users("alice", "bob", "carol", "dave")
+    alice.hangs_up()
+    bob.types("/quit")
+    carol.hangs_up()
+    dave.types("/quit")
+    lab.clock.advance(0)
+    assert logged.lines()[-3:] == [
+        "alice left (connection lost)",
+        "bob, dave left (quit)",
+        "carol left (connection lost)",
+    ]

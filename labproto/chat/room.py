@@ -29,6 +29,7 @@ from zope.interface import Attribute, Interface
 
 from labproto.chat import wire
 from labproto.chat.figures import RoomFigures
+from labproto.chat.leavelog import LeaveLog
 from labproto.chat.names import name_key, sort_names
 from labproto.lines import SERVER_LINE_END
 from labproto.text import printable
@@ -112,6 +113,7 @@ class ChatRoom:
         self._from_host: Counter[str] = Counter()
         self._closing = False
         self._emptied: Deferred[None] | None = None
+        self._leave_log = LeaveLog(self.log, clock)
         # While the room is held: the broadcasts waiting for the turn's end,
         # and where in them each member who must not read all of them starts
         # (joined since, or sent the start already by tell()).
@@ -236,7 +238,7 @@ class ChatRoom:
         # What was said while the member was here is still theirs to read.
         self._catch_up(member)
         self._starts.pop(member, None)
-        self.log.info("{name} left ({reason})", name=name, reason=printable(reason))
+        self._leave_log.left(name, reason)
         return True
 
     def rename(self, member: IChatMember, new_name: str) -> Answer[str | None]:
@@ -427,6 +429,8 @@ class ChatRoom:
         self.clock.callLater(0, self._stop_waiting)
 
     def _stop_waiting(self) -> None:
+        # The server may stop before another turn: nobody's leave goes unlogged.
+        self._leave_log.flush()
         if self._emptied is not None:
             emptied, self._emptied = self._emptied, None
             emptied.callback(None)
