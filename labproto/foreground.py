@@ -11,14 +11,14 @@ so it needs none unless its user asks for one with ``--pidfile``.
 from __future__ import annotations
 
 import signal
-import threading
 from types import FrameType
-from typing import Any, cast
+from typing import cast
 
-from twisted.application import service
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.logger import Logger
 from twisted.python import usage
+
+_log = Logger()
 
 PIDFILE = "pidfile"
 
@@ -43,43 +43,31 @@ def skip_default_pidfile(options: usage.Options) -> None:
         twistd[PIDFILE] = ""
 
 
-class StopOnHangUp(service.Service):
-    """Stop the server on SIGHUP as on SIGTERM, saying goodbye to whoever is connected.
+def stop_on_hang_up(options: usage.Options) -> None:
+    """Under twistd, stop the server on SIGHUP as on SIGTERM; call from postOptions.
 
     Closing the terminal that runs ``twistd -n`` sends SIGHUP, which twistd
-    leaves to its default: the process dies at once, and a chat room's
-    users never hear ``server shutting down``. A daemon (twistd without
-    ``-n``) has no terminal to lose, and SIGHUP stops it the same way.
+    leaves to its default: the process died at once, and a chat room's
+    users never read ``server shutting down``. Now the reactor stops as
+    for Ctrl-C, and every service says its goodbye. A daemon (twistd
+    without ``-n``) has no terminal to lose, and SIGHUP stops it the same
+    way. Options parsed outside twistd (labsuite's own parts, a test) have
+    no parent and install nothing.
     """
+    if options.parent is None or not hasattr(signal, "SIGHUP"):
+        return
+    signal.signal(signal.SIGHUP, _hung_up)
 
-    log = Logger()
 
-    def __init__(self, reactor: IReactorCore | None = None) -> None:
-        self.reactor = reactor
-        self._previous: Any = None
+def _hung_up(signal_number: int, frame: FrameType | None) -> None:
+    # Runs between two bytecodes of whatever the reactor was doing: it only
+    # asks the reactor to stop, from its own loop, as Twisted's SIGTERM does.
+    from twisted.internet import reactor
 
-    def startService(self) -> None:
-        super().startService()
-        # Signals can only be caught in the main thread (not in a test's reactor thread).
-        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGHUP, self._hung_up)
+    _log.info("Received SIGHUP (the terminal closed?), shutting down.")
+    cast(IReactorFromThreads, reactor).callFromThread(_stop, reactor)
 
-    def stopService(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGHUP, self._previous)
-            self._previous = None
-        return super().stopService()
 
-    def _hung_up(self, signal_number: int, frame: FrameType | None) -> None:
-        reactor = self.reactor
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = cast(IReactorCore, global_reactor)
-        self.log.info("Received SIGHUP (the terminal closed?), shutting down.")
-        cast(IReactorFromThreads, reactor).callFromThread(self._stop, reactor)
-
-    @staticmethod
-    def _stop(reactor: IReactorCore) -> None:
-        if reactor.running:
-            reactor.stop()
+def _stop(reactor: IReactorCore) -> None:
+    if reactor.running:
+        reactor.stop()

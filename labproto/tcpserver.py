@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from labproto.foreground import StopOnHangUp, skip_default_pidfile
+from labproto.foreground import skip_default_pidfile, stop_on_hang_up
 from labproto.lines import DEFAULT_MAX_LINE
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingFactory
@@ -75,7 +75,8 @@ class TCPServerOptions(usage.Options):
     """The options every TCP line server takes (see listening_parameters), and --trace.
 
     Under ``twistd -n`` they also keep twistd from writing a pid file (see
-    labproto.foreground), so that several servers run from one folder.
+    labproto.foreground), so that several servers run from one folder, and
+    stop on SIGHUP (a closed terminal) as on SIGTERM.
     """
 
     # usage.Options gathers optFlags from every class of a subclass's MRO, so
@@ -84,6 +85,7 @@ class TCPServerOptions(usage.Options):
 
     def postOptions(self) -> None:
         skip_default_pidfile(self)
+        stop_on_hang_up(self)
         self["port"] = checked_endpoint("port", self["port"])
         max_line = self["max-line"]
         if not re.fullmatch(r"[0-9]+", max_line) or not 1 <= int(max_line) <= MAX_LINE_LIMIT:
@@ -165,7 +167,6 @@ def tcp_service(
     if options["trace"]:
         factory = TracingFactory(factory, name)
     top = service.MultiService()
-    StopOnHangUp(reactor).setServiceParent(top)
     endpoint_service(options["port"], factory, name, reactor).setServiceParent(top)
     return top
 

@@ -14,7 +14,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
-from labproto.foreground import StopOnHangUp, skip_default_pidfile
+from labproto.foreground import skip_default_pidfile, stop_on_hang_up
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingDatagramProtocol
 
@@ -46,7 +46,8 @@ class UDPServerOptions(usage.Options):
     """The options every UDP server takes: where to listen (see listening_parameters), --trace.
 
     Under ``twistd -n`` they also keep twistd from writing a pid file (see
-    labproto.foreground), so that several servers run from one folder.
+    labproto.foreground), so that several servers run from one folder, and
+    stop on SIGHUP (a closed terminal) as on SIGTERM.
     """
 
     # usage.Options gathers optFlags from every class of a subclass's MRO, so
@@ -55,6 +56,7 @@ class UDPServerOptions(usage.Options):
 
     def postOptions(self) -> None:
         skip_default_pidfile(self)
+        stop_on_hang_up(self)
         self["port"] = parse_port_number(self["port"], "UDP")
         interface = self["interface"]
         if interface and not (
@@ -166,7 +168,6 @@ def udp_service(options: UDPServerOptions, protocol: DatagramProtocol) -> servic
     if options["trace"]:
         protocol = TracingDatagramProtocol(protocol)
     top = service.MultiService()
-    StopOnHangUp().setServiceParent(top)
     server = UDPServer(
         options["port"],
         protocol,
