@@ -108,7 +108,15 @@ def test_whatever_the_bytes_the_trace_is_one_printable_line(data: bytes) -> None
     assert '"' not in inner.replace("\\\\", "").replace('\\"', "")
 
 
-@given(st.text(alphabet=st.characters(exclude_characters='\\"'), max_size=200))
+# Printable text: no control, format, surrogate, private or unassigned
+# character, and no separator but the space. Drawn so, not filtered, or
+# Hypothesis throws most of what it draws away and gives up now and then.
+PRINTABLE = st.characters(
+    exclude_categories=("C", "Z"), include_characters=" ", exclude_characters='\\"'
+)
+
+
+@given(st.text(alphabet=PRINTABLE, max_size=200))
 def test_printable_text_is_shown_as_it_is(text: str) -> None:
     assume(text.isprintable())
     assert quote_bytes(text.encode()) == f'"{text}"'
