@@ -10,10 +10,12 @@ so it needs none unless its user asks for one with ``--pidfile``.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from types import FrameType
 from typing import cast
 
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.logger import Logger
 from twisted.python import usage
@@ -69,5 +71,6 @@ def _hung_up(signal_number: int, frame: FrameType | None) -> None:
 
 
 def _stop(reactor: IReactorCore) -> None:
-    if reactor.running:
+    # A closed terminal often sends SIGHUP twice, and Ctrl-C may have come first.
+    with contextlib.suppress(ReactorNotRunning):
         reactor.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 from typing import Any, cast
 
@@ -12,12 +14,16 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
+    ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from labproto.text import decode_text, format_address
 from labproto.writenow import can_write_now, write_now
+
+_log = Logger()
 
 DEFAULT_MAX_LINE = 1024
 SERVER_LINE_END = b"\r\n"
@@ -31,7 +37,15 @@ def line_too_long(max_line: int) -> str:
 def peer_host(address: IAddress) -> str | None:
     """The address a peer connects from (``'10.0.0.7'``), or None where it has none (UNIX)."""
     host = getattr(address, "host", None)
-    return host if isinstance(host, str) else None
+    if not isinstance(host, str):
+        return None
+    # An IPv4 client of an IPv6 listener (tcp6:) is the same host as on an IPv4 one.
+    if host.startswith("::ffff:"):
+        with contextlib.suppress(ValueError):
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+            if mapped is not None:
+                return str(mapped)
+    return host
 
 
 def describe_peer(address: IAddress) -> str:
@@ -50,10 +64,6 @@ def describe_peer(address: IAddress) -> str:
 # tenth of a second a chunk. Past this many, the connection stops reading
 # until the next turn, and the peer waits on TCP's flow control instead.
 LINES_PER_TURN = 256
-
-# What stands, among the lines waiting to be handled, for a line that was
-# refused for its length before its end came.
-_TOO_LONG = object()
 
 # Why a connection is not being read: its output waits for the peer (it is
 # the transport's producer), its lines of this turn are spent, or it stopped.
@@ -98,8 +108,8 @@ class LineProtocol(Protocol):
         self._partial = b""
         # Dropping what is left of a line refused for its length.
         self._discarding = False
-        # Whole lines read and not handled yet, from index _next on.
-        self._lines: list[bytes | object] = []
+        # Whole lines read and not handled yet, each ending with LF, from _next on.
+        self._waiting = b""
         self._next = 0
         self._handling = False
         self._paused_by: set[str] = set()
@@ -133,7 +143,7 @@ class LineProtocol(Protocol):
             self.transport.write(line + SERVER_LINE_END)
 
     def _more_lines_in_chunk(self) -> bool:
-        return self._next < len(self._lines)
+        return self._next < len(self._waiting)
 
     def peer(self) -> str:
         """The peer of this connection, as the lab's servers log it."""
@@ -174,21 +184,23 @@ class LineProtocol(Protocol):
             self._discarding = False
             data = data[end + 1 :]
         if self.delimiter not in data:
-            self._partial += data
-            lines: list[bytes | object] = []
+            partial, whole = self._partial + data, b""
         else:
-            lines = list((self._partial + data).split(self.delimiter))
-            self._partial = cast(bytes, lines.pop())
+            data = self._partial + data
+            end = data.rfind(self.delimiter) + 1
+            whole, partial = data[:end], data[end:]
         # One more than max_line, for the CR of a CRLF, which does not count.
-        if len(self._partial) > self.max_line + 1:
-            # Refused now, in its place among the lines, without waiting for its end.
-            lines.append(_TOO_LONG)
-            self._partial = b""
+        if len(partial) > self.max_line + 1:
+            # Refused now, without waiting for its end: its start, too long
+            # for a line, waits among the lines, and is refused in its turn.
+            whole += partial[: self.max_line + 2] + self.delimiter
+            partial = b""
             self._discarding = True
-        if self._next:
-            del self._lines[: self._next]
+        self._partial = partial
+        if whole:
+            waiting = self._waiting[self._next :]
+            self._waiting = waiting + whole if waiting else whole
             self._next = 0
-        self._lines.extend(lines)
 
     def _handle_lines(self) -> None:
         """Handle the waiting lines, up to LINES_PER_TURN, unless reading is paused."""
@@ -197,27 +209,22 @@ class LineProtocol(Protocol):
             return
         self._handling = True
         try:
-            lines = self._lines
             budget = LINES_PER_TURN
-            while self._next < len(lines) and not self._paused_by:
+            while self._next < len(self._waiting) and not self._paused_by:
+                if getattr(self.transport, "disconnecting", True):
+                    # Closing: nothing more the peer sent is answered.
+                    self._waiting, self._next = b"", 0
+                    return
                 if not budget:
                     self._spend_turn()
                     return
                 budget -= 1
-                line = lines[self._next]
-                self._next += 1
-                if line is _TOO_LONG:
-                    self.send_text(line_too_long(self.max_line))
-                else:
-                    self.lineReceived(cast(bytes, line))
-                if getattr(self.transport, "disconnecting", True):
-                    # Closing: nothing more the peer sent is answered.
-                    lines.clear()
-                    self._next = 0
-                    return
-            if self._next == len(lines):
-                lines.clear()
-                self._next = 0
+                start = self._next
+                end = self._waiting.index(self.delimiter, start)
+                self._next = end + 1
+                self.lineReceived(self._waiting[start:end])
+            if self._next == len(self._waiting):
+                self._waiting, self._next = b"", 0
         finally:
             self._handling = False
 
@@ -245,13 +252,18 @@ class LineProtocol(Protocol):
             return
         if not getattr(transport, "disconnecting", True):
             cast(IPushProducer, transport).resumeProducing()
-        self._handle_lines()
+        try:
+            self._handle_lines()
+        except Exception:
+            # Not called from the transport, which would log it and close the
+            # connection: a peer must not wait for ever on lines never answered.
+            _log.failure("Handling the lines of {peer}", peer=self.peer())
+            cast(ITCPTransport, transport).abortConnection()
 
     @property
     def held_bytes(self) -> int:
         """How many bytes read from the peer wait here: the unfinished line's and the lines'."""
-        waiting = self._lines[self._next :]
-        return len(self._partial) + sum(len(line) for line in waiting if isinstance(line, bytes))
+        return len(self._partial) + len(self._waiting) - self._next
 
     @property
     def paused(self) -> bool:

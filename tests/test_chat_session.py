@@ -1438,6 +1438,26 @@ def test_lines_read_while_an_answer_waits_are_held_up_to_a_burst_and_quit_always
     )
 
 
+def test_an_empty_line_read_past_the_burst_while_an_answer_waits_gets_no_answer() -> None:
+    lab = Lab(burst=2)
+    alice = lab.user("alice")
+    alice.heard()
+    later(lab, "list_names")
+    alice.types("/who", "one", "two", "", "three")
+    assert alice.heard() == SLOW_DOWN
+    assert lab.room.figures.flood_dropped == 2
+
+
+def test_lines_that_are_no_name_at_the_prompt_count_against_the_burst() -> None:
+    lab = Lab(burst=2, rate=2)
+    user = lab.connect()
+    user.types("", "no!", "not a name", "", "alice")
+    assert user.heard() == (
+        PROMPT + INVALID_NAME + INVALID_NAME + SLOW_DOWN
+        + b"Welcome alice! 1 user online: alice\r\n"
+    )  # fmt: skip
+
+
 def test_without_flood_control_every_line_read_while_an_answer_waits_is_kept() -> None:
     lab = Lab(burst=3, rate=0)
     alice = lab.user("alice")

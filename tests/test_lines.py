@@ -21,6 +21,7 @@ from labproto.lines import (
     LineServerFactory,
     describe_peer,
     line_too_long,
+    peer_host,
 )
 
 PEER = IPv4Address("TCP", "127.0.0.1", 5000)
@@ -434,3 +435,40 @@ def test_a_connection_paused_for_its_output_is_not_resumed_by_the_next_turn() ->
     protocol.resumeProducing()
     assert len(protocol.texts) == LINES_PER_TURN + 5
     assert transport.producerState == "producing"
+
+
+class Failing(Recorder):
+    """A line service that fails on the line "boom", as a bug would."""
+
+    def textReceived(self, text: str) -> None:
+        if text == "boom":
+            raise RuntimeError("a bug")
+        super().textReceived(text)
+
+
+def test_a_line_that_fails_in_a_later_turn_closes_the_connection_and_is_logged(logged) -> None:
+    factory = RecorderFactory(MAX_LINE)
+    factory.protocol = Failing
+    factory.clock = Clock()
+    protocol = factory.buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER)
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"x\n" * LINES_PER_TURN + b"boom\nnever\n")
+    factory.clock.advance(0)
+    # Not left waiting for answers that never come: the connection is cut.
+    assert transport.disconnecting
+    assert "never" not in protocol.texts
+    assert logged.lines()[-1] == "Handling the lines of ('127.0.0.1', 5000)"
+
+
+def test_a_line_too_long_is_refused_after_the_answers_to_the_lines_before_it() -> None:
+    protocol, transport = echoing()
+    protocol.dataReceived(b"one\n" + b"x" * (MAX_LINE + 2))
+    protocol.dataReceived(b"xx\ntwo\n")
+    assert transport.value() == b"got 'one'\r\n" + TOO_LONG + b"got 'two'\r\n"
+
+
+def test_an_ipv4_client_of_an_ipv6_listener_has_its_ipv4_address_as_host() -> None:
+    assert peer_host(IPv6Address("TCP", "::ffff:192.0.2.7", 5000)) == "192.0.2.7"
+    assert peer_host(IPv6Address("TCP", "2001:db8::7", 5000)) == "2001:db8::7"
+    assert peer_host(UNIXAddress(b"/tmp/socket")) is None

@@ -160,9 +160,11 @@ class ChatSession:
         ):
             self._unread.append(text)
             return
-        # The room is slow to answer (Redis is): the user hears so at once.
+        # The room is slow to answer (Redis is): the user hears so at once,
+        # but of an empty line, which nobody would miss.
         self.room.figures.flood_dropped += 1
-        self.send_text(wire.SLOW_DOWN)
+        if text.strip():
+            self.send_text(wire.SLOW_DOWN)
 
     def input_ended(self) -> None:
         """The user can send nothing more (a half-closed connection): leave the room now.
@@ -208,7 +210,11 @@ class ChatSession:
             return
         name = parse_name(text)
         if name is None:
-            self.send_text(wire.INVALID_NAME)
+            # Every line costs the server work: a flood of lines that are no
+            # name (empty ones too) is held to the bucket the user's messages
+            # will be. A name that logs in costs nothing of it.
+            if self._may_send(answer=bool(text.strip())):
+                self.send_text(wire.INVALID_NAME)
             return
         self._when_answered(self.room.join(self, name), self._joined)
 
@@ -300,7 +306,7 @@ class ChatSession:
             self._flooding = True
             self.log.warn(
                 "{name} sends too fast: dropping lines past {burst} at once or {rate:g}/s",
-                name=self.name,
+                name=self.name or self.peer,
                 burst=self.limits.burst,
                 rate=self.limits.rate,
             )

@@ -222,8 +222,6 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
         max_line = self.factory.limits.max_line
         if message.endswith(b"\n"):
             message = message[:-2] if message.endswith(b"\r\n") else message[:-1]
-        # The lines of this turn, from every connection, go out together.
-        self.factory.room.hold()
         if size > max_line + 2 or len(message) > max_line:
             self.session.send_text(line_too_long(max_line))
         else:
@@ -282,8 +280,6 @@ class ChatWebSocketProtocol(SendQueue, WebSocketServerProtocol):  # type: ignore
         if session is None or self._ended:
             return
         self._ended = True
-        # A crowd leaving at once is one broadcast a turn too.
-        self.factory.room.hold()
         self._stop_output()
         session.connection_lost(self._lost_reason)
 
