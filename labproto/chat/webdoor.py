@@ -29,7 +29,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from labproto.lines import describe_peer
+from labproto.lines import describe_peer, peer_host
 
 log = Logger()
 
@@ -139,7 +139,8 @@ class WebSite(Site):
         super().__init__(root, reactor=clock)
         self.clock = clock
         self._hosts: Counter[str] = Counter()
-        self._connections: dict[WebConnection, str] = {}
+        # Each HTTP connection, and the address it is counted under (None: not by address).
+        self._connections: dict[WebConnection, str | None] = {}
         # Refusals since the last one logged: under attack, one line for many.
         self._refused = 0
         self._next_report = 0.0
@@ -156,21 +157,24 @@ class WebSite(Site):
         # A UNIX socket's peers have no address to count by, and this
         # computer's own (a benchmark logs hundreds in at once from there)
         # are not counted by address either: the count in all holds them.
-        host = str(getattr(addr, "host", ""))
-        if host and ipaddress.ip_address(host).is_loopback:
-            host = ""
+        host = peer_host(addr) if addr is not None else None
+        if host is not None and ipaddress.ip_address(host).is_loopback:
+            host = None
         if len(self._connections) >= self.http_connections_limit():
             return self._refuse(addr, "the web port holds all the requests it may")
-        if host and self._hosts[host] >= HTTP_CONNECTIONS_PER_ADDRESS:
+        if host is not None and self._hosts[host] >= HTTP_CONNECTIONS_PER_ADDRESS:
             return self._refuse(addr, "its address has all the requests in progress it may")
         channel = super().buildProtocol(addr)
         self._connections[channel] = host
-        self._hosts[host] += 1
+        if host is not None:
+            self._hosts[host] += 1
         return channel
 
     def left(self, channel: WebConnection) -> None:
         """channel is no longer an HTTP connection of this port: it ended or became a WebSocket."""
-        host = self._connections.pop(channel, None)
+        if channel not in self._connections:
+            return
+        host = self._connections.pop(channel)
         if host is not None:
             self._hosts[host] -= 1
             if not self._hosts[host]:
