@@ -25,6 +25,12 @@ _log = Logger()
 PIDFILE = "pidfile"
 
 
+def under_twistd(options: usage.Options) -> None:
+    """Do what every labproto plugin does about twistd itself; call from postOptions."""
+    skip_default_pidfile(options)
+    stop_on_hang_up(options)
+
+
 def skip_default_pidfile(options: usage.Options) -> None:
     """With ``twistd -n``, keep twistd from writing its default pid file; call from postOptions.
 

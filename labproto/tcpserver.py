@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from labproto.foreground import skip_default_pidfile, stop_on_hang_up
+from labproto.foreground import under_twistd
 from labproto.lines import DEFAULT_MAX_LINE
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingFactory
@@ -84,8 +84,7 @@ class TCPServerOptions(usage.Options):
     optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
-        skip_default_pidfile(self)
-        stop_on_hang_up(self)
+        under_twistd(self)
         self["port"] = checked_endpoint("port", self["port"])
         max_line = self["max-line"]
         if not re.fullmatch(r"[0-9]+", max_line) or not 1 <= int(max_line) <= MAX_LINE_LIMIT:

@@ -14,7 +14,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 
-from labproto.foreground import skip_default_pidfile, stop_on_hang_up
+from labproto.foreground import under_twistd
 from labproto.ports import parse_port_number
 from labproto.trace import TRACE_FLAG, TRACE_HELP, TracingDatagramProtocol
 
@@ -55,8 +55,7 @@ class UDPServerOptions(usage.Options):
     optFlags = [[TRACE_FLAG, None, TRACE_HELP]]
 
     def postOptions(self) -> None:
-        skip_default_pidfile(self)
-        stop_on_hang_up(self)
+        under_twistd(self)
         self["port"] = parse_port_number(self["port"], "UDP")
         interface = self["interface"]
         if interface and not (

@@ -17,7 +17,7 @@ from twisted.python import usage
 from labproto import ports
 from labproto.calc import tap as calc_tap
 from labproto.chat import tap as chat_tap
-from labproto.foreground import skip_default_pidfile, stop_on_hang_up
+from labproto.foreground import under_twistd
 from labproto.knock import tap as knock_tap
 from labproto.udpecho import tap as udpecho_tap
 from labproto.udptime import tap as udptime_tap
@@ -92,8 +92,7 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        skip_default_pidfile(self)
-        stop_on_hang_up(self)
+        under_twistd(self)
         self.service_options: dict[str, usage.Options] = {}
         for part in PARTS:
             arguments = ["--port", self[part.option]]
